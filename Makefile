@@ -1,0 +1,39 @@
+# medrepro: `make run` reproduces every study at smoke scale; `make test` runs the suite.
+# Each target creates .venv and installs the project first when needed.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+export PATH := $(BIN):$(PATH)
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 600
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export GX_ANALYTICS_ENABLED ?= false
+export DO_NOT_TRACK ?= 1
+
+.PHONY: install run test flow ui clean-venv
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(INSTALLED)
+
+install: $(INSTALLED)
+
+run: install
+	dvc repro
+	python -m stages.common.summary
+
+test: install
+	python -m pytest
+
+flow: install
+	python -m flows run
+
+ui: install
+	python -m flows ui
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,135 @@
+"""Classical reconstructions: zero-filled RSS and SENSE with ESPIRiT coil maps (sigpy).
+
+The challenge's own baselines are MATLAB (CmrxRecon/CMRxRecon2024 ``CMRxReconDemo/mainZF.m``,
+``mainSENSE.m`` with ESPIRiT maps from the 16 ACS lines); here sigpy's
+``sigpy.mri.app.EspiritCalib`` and ``sigpy.mri.app.SenseRecon`` do the same job. sigpy's
+``sp.fft``/``sp.ifft`` are centred and orthonormal, like ``transforms.fft2c``/``ifft2c``.
+
+Scaling (``sense_magnitude``): ESPIRiT maps are normalised to ``sum_c |S_c|^2 = 1`` inside
+their support (0 outside, after the eigenvalue crop), so the SENSE image ``x`` is one
+coil-combined image while the reference is the RSS of the fully sampled coil images. The
+fair magnitude is the RSS of the coil images the SENSE model implies, ``rss_c(S_c x) =
+|x| sqrt(sum_c |S_c|^2)``: it equals the RSS target wherever the maps explain the data, and
+it is 0 where ESPIRiT cropped the maps (no signal), without any fit to the target.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sigpy as sp
+import sigpy.mri as mr
+
+from stages.cmr_recon.transforms import ifft2c, rss
+
+MAX_CALIB_WIDTH = 16  # the challenge's ACS size
+
+
+class ReconInputError(ValueError):
+    """Inputs to a classical reconstruction have the wrong shape or parameters."""
+
+
+def zero_filled(kus: np.ndarray) -> np.ndarray:
+    """Zero-filled reconstruction: RSS magnitude ``(..., ny, nx)`` of k-space ``(..., nc, ny, nx)``."""
+    kus = np.asarray(kus)
+    if kus.ndim < 3:
+        raise ReconInputError(f"expected multi-coil k-space (..., nc, ny, nx), got shape {kus.shape}")
+    return rss(ifft2c(kus), coil_axis=-3)
+
+
+def time_averaged_kspace(kus: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Average undersampled k-space ``(nt, nc, ny, nx)`` over frames where each point was sampled.
+
+    ``mask``: ``(nt, ny, nx)`` (or ``(ny, nx)``, same for all frames). Points sampled in no
+    frame stay 0. Inside the ACS (sampled in every frame) this is the plain time average,
+    which is what ESPIRiT calibrates from: one map set per slice, not per frame.
+    """
+    kus = np.asarray(kus)
+    if kus.ndim != 4:
+        raise ReconInputError(f"expected k-space (nt, nc, ny, nx), got shape {kus.shape}")
+    mask = np.broadcast_to(np.asarray(mask, dtype=bool), (kus.shape[0], *kus.shape[-2:]))
+    counts = mask.sum(axis=0)
+    summed = (kus * mask[:, None]).sum(axis=0)
+    return np.where(counts > 0, summed / np.maximum(counts, 1), 0).astype(kus.dtype)
+
+
+def espirit_maps(
+    kspace_slice: np.ndarray,
+    calib_width: int = MAX_CALIB_WIDTH,
+    thresh: float = 0.02,
+    kernel_width: int = 6,
+    crop: float = 0.95,
+    max_iter: int = 100,
+    device: int = -1,
+) -> np.ndarray:
+    """ESPIRiT sensitivity maps ``(nc, ny, nx)`` from the central ``calib_width``^2 of k-space.
+
+    ``kspace_slice``: ``(nc, ny, nx)`` complex (e.g. ``time_averaged_kspace`` of one slice).
+    ``calib_width`` must not exceed the 16 ACS lines (nor ``ny``/``nx``); sigpy takes a
+    centred square, which lies inside both the 16 central columns of Cartesian masks and
+    ktRadial's 16 x 16 ACS square. ``device``: sigpy device id (-1 = CPU).
+    """
+    kspace_slice = np.asarray(kspace_slice)
+    if kspace_slice.ndim != 3 or not np.iscomplexobj(kspace_slice):
+        raise ReconInputError(f"expected complex k-space (nc, ny, nx), got {kspace_slice.dtype} {kspace_slice.shape}")
+    if not 0 < calib_width <= min(MAX_CALIB_WIDTH, *kspace_slice.shape[-2:]):
+        raise ReconInputError(f"calib_width={calib_width} must lie in [1, {MAX_CALIB_WIDTH}] and fit {kspace_slice.shape[-2:]}")
+    if kernel_width >= calib_width:
+        raise ReconInputError(f"kernel_width={kernel_width} must be smaller than calib_width={calib_width}")
+    maps = mr.app.EspiritCalib(
+        kspace_slice,
+        calib_width=calib_width,
+        thresh=thresh,
+        kernel_width=kernel_width,
+        crop=crop,
+        max_iter=max_iter,
+        device=sp.Device(device),
+        show_pbar=False,
+    ).run()
+    return sp.to_device(maps, sp.cpu_device)
+
+
+def sense_recon(
+    kus_frame: np.ndarray,
+    mask: np.ndarray,
+    maps: np.ndarray,
+    max_iter: int = 30,
+    lamda: float = 1e-3,
+    device: int = -1,
+) -> np.ndarray:
+    """SENSE image ``(ny, nx)`` complex: ``min_x 1/2 ||P F S x - y||^2 + lamda/2 ||x||^2`` by CG.
+
+    ``kus_frame``: ``(nc, ny, nx)`` undersampled k-space, ``mask``: ``(ny, nx)``,
+    ``maps``: ``(nc, ny, nx)``. To make ``lamda`` independent of the data's scale, the
+    k-space is divided by the peak of its zero-filled RSS image before solving and the
+    result multiplied back; ``lamda`` is thus relative to a unit-peak image.
+    """
+    kus_frame = np.asarray(kus_frame)
+    mask = np.asarray(mask, dtype=bool)
+    maps = np.asarray(maps)
+    if kus_frame.ndim != 3 or maps.shape != kus_frame.shape or mask.shape != kus_frame.shape[-2:]:
+        raise ReconInputError(
+            f"shapes do not match: kus {kus_frame.shape} (nc, ny, nx), maps {maps.shape}, mask {mask.shape} (ny, nx)"
+        )
+    kus_frame = kus_frame * mask
+    scale = float(zero_filled(kus_frame).max())
+    if scale == 0.0:
+        return np.zeros(kus_frame.shape[-2:], dtype=np.complex64)
+    weights = mask.astype(kus_frame.real.dtype)
+    image = mr.app.SenseRecon(
+        kus_frame / scale,
+        maps,
+        lamda=lamda,
+        weights=weights,
+        max_iter=max_iter,
+        device=sp.Device(device),
+        show_pbar=False,
+    ).run()
+    return sp.to_device(image, sp.cpu_device) * scale
+
+
+def sense_magnitude(image: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """RSS-comparable magnitude of a SENSE image: ``rss_c(S_c x) = |x| sqrt(sum_c |S_c|^2)``.
+
+    See the module docstring for why this, not ``|x|``, is compared with the RSS target.
+    """
+    maps = np.asarray(maps)
+    return np.abs(image) * np.sqrt(np.sum(np.abs(maps) ** 2, axis=-3))

@@ -1,0 +1,172 @@
+"""cmr_recon-train: the prompt-conditioned unrolled network on random masks of every pattern.
+
+Each step draws a training file, a pattern and acceleration from params, a fresh mask
+(the challenge's algorithms, new seed each step) and ``batch_size`` (slice, frame) pairs.
+A checkpoint is written after every epoch to ``data/cmr_recon/checkpoints/last.pt``; a rerun
+with the same params and data resumes from it instead of starting over.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stages.cmr_recon.dataset import apply_mask, load_manifest, manifest_file, with_time_axis
+from stages.cmr_recon.io import read_kspace
+from stages.cmr_recon.learned import NetworkConfig, build_inputs, condition_indices
+from stages.cmr_recon.losses import reconstruction_loss
+from stages.cmr_recon.masks import acs_mask, make_mask
+from stages.cmr_recon.transforms import ifft2c, rss
+from stages.common.atomic import atomic_directory, atomic_path, write_json
+from stages.common.io import write_table
+from stages.common.params import StrictModel
+from stages.common.runtime import choose_device, progress
+from stages.common.stage import run_stage
+
+STUDY = "cmr_recon"
+Pattern = Literal["Uniform", "ktUniform", "ktGaussian", "ktRadial"]
+
+
+class TrainParams(StrictModel):
+    num_cascades: int = 3
+    chans: int = 8
+    pools: int = 2
+    sens_chans: int = 4
+    sens_pools: int = 2
+    adjacent_frames: int = 1
+    num_prompts: int = 4
+    prompt_dim: int = 8
+    epochs: int = 4
+    steps_per_epoch: int = 60
+    batch_size: int = 2
+    learning_rate: float = 1e-3
+    l1_weight: float = 0.1
+    patterns: dict[Pattern, list[int]] = {"Uniform": [4, 8, 10], "ktUniform": [4, 8, 16], "ktGaussian": [4, 8, 16], "ktRadial": [4, 8, 16]}
+    acs: int = 16
+    cached_files: int = 64
+    num_threads: int = 0
+
+    def network(self) -> NetworkConfig:
+        return NetworkConfig(self.num_cascades, self.chans, self.pools, self.sens_chans, self.sens_pools,
+                             self.adjacent_frames, self.num_prompts, self.prompt_dim)
+
+
+def training_fingerprint(params: TrainParams, seed: int, manifest_csv: Path) -> str:
+    """Identifies a training run: a checkpoint is resumed only when this matches."""
+    payload = json.dumps({"params": params.model_dump(), "seed": seed}, sort_keys=True).encode()
+    return hashlib.md5(payload + manifest_csv.read_bytes()).hexdigest()
+
+
+def draw_batch(rng: np.random.Generator, files: pd.DataFrame, read, params: TrainParams):
+    """One random training batch: (network inputs, target magnitudes scaled like the inputs)."""
+    case = files.iloc[int(rng.integers(len(files)))]
+    kspace = with_time_axis(read(case.path))
+    nt, nz, _, ny, nx = kspace.shape
+    pattern = str(rng.choice(list(params.patterns)))
+    acceleration = int(rng.choice(params.patterns[pattern]))
+    mask = make_mask(pattern, nx, ny, nt, acceleration, acs=params.acs, seed=int(rng.integers(2**31)))
+    pairs = [(int(rng.integers(nz)), int(rng.integers(nt))) for _ in range(params.batch_size)]
+    inputs = build_inputs(apply_mask(kspace, mask), mask, acs_mask(pattern, nx, ny, acs=params.acs), pairs,
+                          params.adjacent_frames, condition_indices(case.modality, pattern, acceleration))
+    targets = np.stack([rss(ifft2c(kspace[t, z]), coil_axis=0) for z, t in pairs]).astype(np.float32)
+    return inputs, torch.from_numpy(targets) / inputs.scale[:, None, None]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state if state.get("fingerprint") == fingerprint else None
+
+
+def main() -> None:
+    with run_stage(STUDY, "train", TrainParams) as ctx:
+        p = ctx.params
+        torch.set_num_threads(p.num_threads or os.cpu_count() or 1)
+        device = choose_device(ctx.common.device)
+        manifest, dataset_root = load_manifest(ctx.data, ctx.root)
+        files = manifest[manifest["split"] == "train"].reset_index(drop=True)
+        if files.empty:
+            raise ValueError("cmr_recon-train: the manifest has no training files")
+
+        @lru_cache(maxsize=p.cached_files)
+        def read(relative: str) -> np.ndarray:
+            return read_kspace(manifest_file(dataset_root, relative))
+
+        model = p.network().build().to(device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
+        fingerprint = training_fingerprint(p, ctx.common.seed, ctx.data / "interim" / "ingest" / "manifest.csv")
+        checkpoint_path = ctx.data / "checkpoints" / "last.pt"
+        history: list[dict] = []
+        start_epoch = 0
+        resumed = load_checkpoint(checkpoint_path, fingerprint)
+        if resumed is not None:
+            model.load_state_dict(resumed["model"])
+            optimiser.load_state_dict(resumed["optimizer"])
+            history, start_epoch = list(resumed["history"]), int(resumed["epoch"]) + 1
+            print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+        ctx.log_metrics({"parameters": sum(t.numel() for t in model.parameters()), "resumed_epochs": start_epoch})
+
+        started = time.perf_counter()
+        for epoch in range(start_epoch, p.epochs):
+            model.train()
+            rng = np.random.default_rng([ctx.common.seed, epoch])
+            losses = []
+            for step in progress(range(p.steps_per_epoch), f"epoch {epoch + 1}/{p.epochs}", p.steps_per_epoch):
+                inputs, target = draw_batch(rng, files, read, p)
+                inputs, target = inputs.to(device), target.to(device)
+                prediction = model(inputs.masked_kspace, inputs.mask, inputs.acs_mask, inputs.condition)
+                loss = reconstruction_loss(prediction, target, alpha=p.l1_weight)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                losses.append(float(loss.detach()))
+                if step % 10 == 0:
+                    ctx.log_metrics({"train_loss_step": losses[-1]}, step=epoch * p.steps_per_epoch + step)
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
+            ctx.log_metrics({"train_loss": history[-1]["loss"]}, step=epoch + 1)
+            save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                                              "optimizer": optimiser.state_dict(), "history": history})
+        seconds = time.perf_counter() - started
+        trained_steps = (p.epochs - start_epoch) * p.steps_per_epoch
+
+        out = ctx.data / "models"
+        with atomic_directory(out) as staging:
+            torch.save({"state_dict": model.state_dict(), "config": asdict(p.network())}, staging / "model.pt")
+            write_table(staging / "loss.csv", pd.DataFrame(history))
+        summary = {
+            "final_loss": history[-1]["loss"] if history else float("nan"),
+            "epochs": p.epochs,
+            "parameters": sum(t.numel() for t in model.parameters()),
+            "samples_per_second": trained_steps * p.batch_size / seconds if trained_steps else 0.0,
+            "device": device.type,
+        }
+        write_json(ctx.data / "metrics" / "train.json", summary)
+        ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        ctx.log_artifact(out / "loss.csv")
+
+
+def load_model(models_dir: Path, device: torch.device) -> torch.nn.Module:
+    """The trained network saved by this stage."""
+    saved = torch.load(models_dir / "model.pt", map_location="cpu", weights_only=True)
+    model = NetworkConfig(**saved["config"]).build()
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+if __name__ == "__main__":
+    main()

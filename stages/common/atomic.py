@@ -1,0 +1,101 @@
+"""Outputs that appear whole or not at all.
+
+Everything is written under a temporary sibling name and renamed into place only when the
+writer finished without an exception; a crash (even SIGKILL) leaves at most a ``.tmp-*``
+sibling, never a half-written output under the real name. Leftover temporaries from a killed
+run are removed the next time the same output is written.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_TMP_MARK = ".tmp-"
+
+
+def _temporary_sibling(path: Path) -> Path:
+    return path.with_name(f"{_TMP_MARK}{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries an interrupted writer of ``path`` left behind."""
+    if not path.parent.exists():
+        return
+    for stale in path.parent.glob(f"{_TMP_MARK}{path.name}.*"):
+        _remove(stale)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write to; move it to ``path`` when the block succeeds.
+
+    With ``directory=True`` the temporary is an empty folder and the whole folder is swapped in.
+    On an exception the temporary is deleted and ``path`` is left as it was.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(final)
+    temporary = _temporary_sibling(final)
+    if directory:
+        temporary.mkdir()
+    try:
+        yield temporary
+    except BaseException:
+        _remove(temporary)
+        raise
+    if directory:
+        if final.exists():
+            _remove(final)
+        os.replace(temporary, final)
+    else:
+        if not temporary.exists():
+            raise FileNotFoundError(f"the writer of {final} produced no file at {temporary}")
+        os.replace(temporary, final)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Shorthand for ``atomic_path(path, directory=True)``."""
+    with atomic_path(path, directory=True) as temporary:
+        yield temporary
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    return write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_yaml(path: str | os.PathLike[str], payload: Any) -> Path:
+    return write_text(path, yaml.safe_dump(payload, sort_keys=False))
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,0 +1,248 @@
+"""Readers and writers for the file formats the studies meet.
+
+Every reader raises :class:`FormatError` naming the file and the problem; every writer is
+atomic (see :mod:`stages.common.atomic`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from stages.common.atomic import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+
+class FormatError(ValueError):
+    """A file is missing, unreadable, or not in the format expected."""
+
+    def __init__(self, path: PathLike, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+# --------------------------------------------------------------------------- MATLAB v7.3
+_MAT_CLASS = {
+    np.dtype(np.float32): "single",
+    np.dtype(np.float64): "double",
+    np.dtype(np.complex64): "single",
+    np.dtype(np.complex128): "double",
+    np.dtype(np.int16): "int16",
+    np.dtype(np.int32): "int32",
+    np.dtype(np.uint8): "uint8",
+    np.dtype(np.bool_): "logical",
+}
+
+
+def _mat_header(created_epoch: float | None) -> bytes:
+    created = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(created_epoch))
+    text = f"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: {created} HDF5 schema 1.00 .".encode("ascii")
+    return text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
+
+
+def write_mat(path: PathLike, variables: dict[str, np.ndarray], created_epoch: float | None = None) -> Path:
+    """Write ``variables`` as a MATLAB v7.3 file that MATLAB, h5py and the challenge's tools read.
+
+    Arrays are given in h5py's axis order (MATLAB's reversed), exactly as :func:`read_mat`
+    returns them. Complex arrays become a compound of ``real``/``imag`` like MATLAB writes.
+    ``created_epoch`` fixes the header's creation time (so equal data give equal bytes).
+    """
+    with atomic_path(path) as temporary:
+        with h5py.File(temporary, "w", userblock_size=512) as handle:
+            for name, value in variables.items():
+                array = np.asarray(value)
+                if array.dtype not in _MAT_CLASS:
+                    raise FormatError(path, f"variable {name!r}: dtype {array.dtype} has no MATLAB class here")
+                if np.iscomplexobj(array):
+                    part = array.real.dtype
+                    compound = np.dtype([("real", part), ("imag", part)])
+                    stored = np.empty(array.shape, dtype=compound)
+                    stored["real"], stored["imag"] = array.real, array.imag
+                elif array.dtype == np.bool_:
+                    stored = array.astype(np.uint8)
+                else:
+                    stored = array
+                dataset = handle.create_dataset(name, data=stored)
+                dataset.attrs["MATLAB_class"] = np.bytes_(_MAT_CLASS[array.dtype])
+                if array.dtype == np.bool_:
+                    dataset.attrs["MATLAB_int_decode"] = np.int32(1)
+        with open(temporary, "r+b") as raw:
+            raw.write(_mat_header(created_epoch))
+    return Path(path)
+
+
+def mat_variables(path: PathLike) -> list[str]:
+    """Names of the variables stored in a MATLAB v7.3 file."""
+    with _open_hdf5(path) as handle:
+        return [name for name in handle.keys() if not name.startswith("#")]
+
+
+def _open_hdf5(path: PathLike) -> h5py.File:
+    if not Path(path).is_file():
+        raise FormatError(path, "file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise FormatError(path, f"not a readable MATLAB v7.3 (HDF5) file ({error})") from error
+
+
+def read_mat(path: PathLike, key: str) -> np.ndarray:
+    """Read variable ``key`` of a MATLAB v7.3 file in h5py's (reversed MATLAB) axis order.
+
+    A ``real``/``imag`` compound comes back as a complex array of the matching precision.
+    """
+    with _open_hdf5(path) as handle:
+        if key not in handle:
+            present = ", ".join(sorted(k for k in handle.keys() if not k.startswith("#"))) or "none"
+            raise FormatError(path, f"variable {key!r} missing (variables present: {present})")
+        dataset = handle[key]
+        if not isinstance(dataset, h5py.Dataset):
+            raise FormatError(path, f"variable {key!r} is a {type(dataset).__name__}, not an array")
+        try:
+            raw = dataset[()]
+        except OSError as error:
+            raise FormatError(path, f"variable {key!r} could not be read, the file may be truncated ({error})") from error
+    names = raw.dtype.names
+    if names is not None:
+        if set(names) != {"real", "imag"}:
+            raise FormatError(path, f"variable {key!r} is a compound with fields {names}, expected real/imag")
+        precision = np.complex128 if raw.dtype["real"] == np.float64 else np.complex64
+        return (raw["real"] + 1j * raw["imag"]).astype(precision)
+    return np.asarray(raw)
+
+
+# --------------------------------------------------------------------------- NIfTI
+def read_nifti(path: PathLike, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI image -> (array in file axis order, 4x4 affine, voxel spacing)."""
+    import nibabel as nib
+
+    if not Path(path).is_file():
+        raise FormatError(path, "file not found")
+    try:
+        image = nib.load(str(path))
+        data = np.asarray(image.get_fdata(dtype=np.float64) if dtype is not None else image.dataobj)
+    except Exception as error:  # nibabel raises many kinds for a damaged file
+        raise FormatError(path, f"not a readable NIfTI file ({error})") from error
+    spacing = tuple(float(s) for s in image.header.get_zooms()[: data.ndim])
+    if any(s <= 0 for s in spacing):
+        raise FormatError(path, f"non-positive voxel spacing {spacing}")
+    return (data.astype(dtype) if dtype is not None else data), np.asarray(image.affine), spacing
+
+
+def write_nifti(path: PathLike, array: np.ndarray, spacing: tuple[float, ...] | None = None,
+                affine: np.ndarray | None = None) -> Path:
+    """Write ``array`` as NIfTI with the given affine, or a diagonal one from ``spacing``."""
+    import nibabel as nib
+
+    if affine is None:
+        affine = np.diag([*(spacing or (1.0,) * 3)[:3], 1.0])
+    image = nib.Nifti1Image(np.asarray(array), affine)
+    if spacing is not None:
+        image.header.set_zooms(tuple(spacing)[: array.ndim])
+    suffix = ".nii.gz" if str(path).endswith(".nii.gz") else ".nii"
+    with atomic_path(path) as temporary:
+        target = temporary.with_name(temporary.name + suffix)
+        nib.save(image, str(target))
+        os.replace(target, temporary)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- DICOM
+def read_dicom_series(folder: PathLike) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read one DICOM series into a ``(z, y, x)`` float32 volume in patient units.
+
+    Slices are ordered along the slice normal by ImagePositionPatient; pixel values are
+    mapped with RescaleSlope/RescaleIntercept. Returns the volume and its ``(z, y, x)`` spacing.
+    """
+    import pydicom
+
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file())
+    if not files:
+        raise FormatError(folder, "no DICOM files in the folder")
+    slices = []
+    for file in files:
+        try:
+            slices.append(pydicom.dcmread(str(file)))
+        except Exception as error:
+            raise FormatError(file, f"not a readable DICOM file ({error})") from error
+    uids = {getattr(s, "SeriesInstanceUID", None) for s in slices}
+    if len(uids) > 1:
+        raise FormatError(folder, f"holds {len(uids)} series; give one series per folder")
+    for dataset, file in zip(slices, files):
+        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            if tag not in dataset:
+                raise FormatError(file, f"missing DICOM tag {tag}")
+    orientation = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.array([np.dot(normal, np.asarray(s.ImagePositionPatient, dtype=float)) for s in slices])
+    order = np.argsort(positions)
+    volume = np.stack(
+        [
+            slices[i].pixel_array.astype(np.float32) * float(getattr(slices[i], "RescaleSlope", 1.0))
+            + float(getattr(slices[i], "RescaleIntercept", 0.0))
+            for i in order
+        ]
+    )
+    gaps = np.diff(positions[order])
+    if len(gaps) and np.any(gaps <= 0):
+        raise FormatError(folder, "two slices share one position")
+    z_spacing = float(np.median(gaps)) if len(gaps) else float(getattr(slices[0], "SliceThickness", 1.0))
+    row, column = (float(v) for v in slices[0].PixelSpacing)
+    return volume, (z_spacing, row, column)
+
+
+# --------------------------------------------------------------------------- PNG
+def read_png(path: PathLike) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not Path(path).is_file():
+        raise FormatError(path, "file not found")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return np.asarray(image)
+    except (UnidentifiedImageError, OSError) as error:
+        raise FormatError(path, f"not a readable PNG ({error})") from error
+
+
+def write_png(path: PathLike, array: np.ndarray) -> Path:
+    """Write a 2-D uint8/uint16 (or RGB uint8) array as PNG."""
+    from PIL import Image
+
+    with atomic_path(path) as temporary:
+        Image.fromarray(np.asarray(array)).save(temporary, format="PNG")
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- tables
+def read_table(path: PathLike, required_columns: tuple[str, ...] = (), **read_kwargs: Any):
+    """Read a CSV or parquet table; missing required columns are a FormatError naming them."""
+    import pandas as pd
+
+    file = Path(path)
+    if not file.is_file():
+        raise FormatError(path, "file not found")
+    try:
+        table = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file, **read_kwargs)
+    except Exception as error:
+        raise FormatError(path, f"not a readable table ({error})") from error
+    missing = [column for column in required_columns if column not in table.columns]
+    if missing:
+        raise FormatError(path, f"missing column(s) {', '.join(missing)}; present: {', '.join(map(str, table.columns))}")
+    return table
+
+
+def write_table(path: PathLike, table) -> Path:
+    """Write a pandas DataFrame as CSV or parquet (by suffix), atomically."""
+    with atomic_path(path) as temporary:
+        if str(path).endswith(".parquet"):
+            table.to_parquet(temporary, index=False)
+        else:
+            table.to_csv(temporary, index=False)
+    return Path(path)

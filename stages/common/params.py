@@ -1,0 +1,110 @@
+"""Typed, validated parameters read from ``params.yaml``.
+
+Layout of ``params.yaml``::
+
+    common: {scale: smoke, seed: 0, on_bad_input: fatal, device: auto}
+    <study>:
+      <step>:
+        key: value          # the smoke-scale value
+        full: {key: value}  # optional: replaces keys when common.scale is "full"
+
+A wrong key or value stops the stage with a message that names the key, e.g.
+``params.yaml: cmr_recon.train.epochs: Input should be a valid integer (got 'three')``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from stages.common.paths import repo_root
+
+FULL_OVERRIDES_KEY = "full"
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable, or has a wrong key or value."""
+
+
+class StrictModel(BaseModel):
+    """Base for every params section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CommonParams(StrictModel):
+    scale: Literal["smoke", "full"] = "smoke"
+    seed: int = 0
+    on_bad_input: Literal["fatal", "skip"] = "fatal"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+ParamsModel = TypeVar("ParamsModel", bound=StrictModel)
+
+
+def read_params_file(path: Path | None = None) -> dict[str, Any]:
+    """Load ``params.yaml`` safely; an unreadable or non-mapping file is a ParamsError."""
+    params_path = path or repo_root() / "params.yaml"
+    try:
+        loaded = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise ParamsError(f"{params_path}: file not found") from error
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{params_path}: not valid YAML: {error}") from error
+    if not isinstance(loaded, dict):
+        raise ParamsError(f"{params_path}: expected a mapping at the top level")
+    return loaded
+
+
+def _format_errors(error: ValidationError, prefix: str, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join([prefix, *(str(part) for part in item["loc"])])
+        got = f" (got {item['input']!r})" if item["type"] != "missing" and "input" in item else ""
+        lines.append(f"{source}: {key}: {item['msg']}{got}")
+    return "\n".join(lines)
+
+
+def validate_section(model: type[ParamsModel], section: Any, key: str, source: str = "params.yaml") -> ParamsModel:
+    """Validate one mapping against ``model``; errors name ``key`` and the offending sub-key."""
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ParamsError(f"{source}: {key}: expected a mapping, got {type(section).__name__}")
+    try:
+        return model.model_validate(section)
+    except ValidationError as error:
+        raise ParamsError(_format_errors(error, key, source)) from error
+
+
+def apply_scale(section: dict[str, Any], scale: str, key: str, source: str = "params.yaml") -> dict[str, Any]:
+    """Return ``section`` with its ``full`` overrides applied when ``scale == "full"``."""
+    section = dict(section or {})
+    overrides = section.pop(FULL_OVERRIDES_KEY, None) or {}
+    if not isinstance(overrides, dict):
+        raise ParamsError(f"{source}: {key}.{FULL_OVERRIDES_KEY}: expected a mapping")
+    unknown = sorted(set(overrides) - set(section))
+    if unknown:
+        raise ParamsError(
+            f"{source}: {key}.{FULL_OVERRIDES_KEY}.{unknown[0]}: overrides a key that the smoke settings do not have"
+        )
+    if scale == "full":
+        section.update(overrides)
+    return section
+
+
+def load_params(
+    study: str, step: str, model: type[ParamsModel], path: Path | None = None
+) -> tuple[CommonParams, ParamsModel]:
+    """Read and validate ``common`` and ``<study>.<step>`` from params.yaml."""
+    source = str(path or "params.yaml")
+    document = read_params_file(path)
+    common = validate_section(CommonParams, document.get("common"), "common", source)
+    study_section = document.get(study)
+    if not isinstance(study_section, dict) or step not in study_section:
+        raise ParamsError(f"{source}: {study}.{step}: section missing")
+    key = f"{study}.{step}"
+    merged = apply_scale(study_section[step], common.scale, key, source)
+    return common, validate_section(model, merged, key, source)

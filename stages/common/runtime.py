@@ -1,0 +1,53 @@
+"""Seeding, device choice and progress bars."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import numpy as np
+
+Item = TypeVar("Item")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def choose_device(preference: str = "auto"):
+    """``cuda`` when asked for or when present under ``auto``; else ``cpu``.
+
+    Asking for ``cuda`` on a machine without one is an error, not a silent fallback.
+    """
+    import torch
+
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("common.device is 'cuda' but no CUDA device is available")
+        return torch.device("cuda")
+    if preference == "auto" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def progress(iterable: Iterable[Item], description: str, total: int | None = None) -> Iterator[Item]:
+    """A tqdm bar on stderr; in logs (no TTY) it updates at most every 10 s."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    yield from tqdm(
+        iterable,
+        desc=description,
+        total=total,
+        file=sys.stderr,
+        mininterval=0.2 if interactive else 10.0,
+        dynamic_ncols=interactive,
+        disable=os.environ.get("MEDREPRO_NO_PROGRESS") == "1",
+    )

@@ -1,0 +1,147 @@
+"""MLflow tracking: one experiment per study, one run per stage execution.
+
+The tracking URI defaults to ``sqlite:///<repo>/mlruns/mlflow.db`` with artifacts under
+``<repo>/mlruns/artifacts``; ``MLFLOW_TRACKING_URI`` overrides it. When a flow started the
+stage, ``MEDREPRO_PARENT_RUN_ID`` names the flow's run and the stage run is nested under it.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARENT_RUN_ENV = "MEDREPRO_PARENT_RUN_ID"
+FLOW_RUN_ENV = "MEDREPRO_FLOW_RUN_ID"
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(repo_root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(repo_root).resolve() / 'mlruns' / 'mlflow.db'}"
+
+
+def artifact_location(repo_root: Path) -> str:
+    return (Path(repo_root).resolve() / "mlruns" / "artifacts").as_uri()
+
+
+def ensure_experiment(study: str, repo_root: Path) -> str:
+    """Point MLflow at the project store and return the id of the experiment named ``study``."""
+    import mlflow
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        (Path(repo_root) / "mlruns").mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri(repo_root))
+    experiment = mlflow.get_experiment_by_name(study)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return mlflow.create_experiment(study, artifact_location=f"{artifact_location(repo_root)}/{study}")
+    except Exception:  # another process created it first
+        experiment = mlflow.get_experiment_by_name(study)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def git_commit(repo_root: Path) -> tuple[str, bool]:
+    """(HEAD commit or 'unknown', whether the work tree has uncommitted changes)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=repo_root, capture_output=True, text=True, check=True,
+            ).stdout.strip()
+        )
+        return commit, dirty
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown", False
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def path_md5(path: Path) -> str:
+    """md5 of a file, or of a folder's sorted (relative path, md5) list, skipping caches."""
+    if path.is_file():
+        return _file_md5(path)
+    if not path.exists():
+        return "missing"
+    digest = hashlib.md5()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        relative = file.relative_to(path).as_posix()
+        if "__pycache__" in relative or relative.endswith(".pyc"):
+            continue
+        digest.update(f"{relative}:{_file_md5(file)}\n".encode())
+    return digest.hexdigest() + ".dir"
+
+
+def stage_input_hashes(stage_name: str, repo_root: Path) -> dict[str, str]:
+    """Hashes of a stage's deps: DVC's own from dvc.lock for upstream outputs, else computed."""
+    pipeline = yaml.safe_load((repo_root / "dvc.yaml").read_text()) if (repo_root / "dvc.yaml").exists() else {}
+    deps = ((pipeline or {}).get("stages", {}).get(stage_name) or {}).get("deps", [])
+    locked: dict[str, str] = {}
+    lock_file = repo_root / "dvc.lock"
+    if lock_file.exists():
+        lock = yaml.safe_load(lock_file.read_text()) or {}
+        for stage in (lock.get("stages") or {}).values():
+            for out in stage.get("outs", []):
+                if "md5" in out:
+                    locked[out["path"]] = out["md5"]
+    return {dep: locked.get(dep) or path_md5(repo_root / dep) for dep in deps}
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}`` for MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextlib.contextmanager
+def stage_run(
+    study: str, step: str, params: Mapping[str, Any], repo_root: Path
+) -> Iterator[Any]:
+    """Open the MLflow run of one stage execution, tagged so runs compare side by side."""
+    import mlflow
+
+    experiment_id = ensure_experiment(study, repo_root)
+    stage_name = os.environ.get("DVC_STAGE") or f"{study}-{step}"
+    commit, dirty = git_commit(repo_root)
+    tags = {
+        "medrepro.study": study,
+        "medrepro.step": step,
+        "dvc.stage": stage_name,
+        "mlflow.source.git.commit": commit,
+        "medrepro.git_dirty": str(dirty).lower(),
+    }
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    if os.environ.get(FLOW_RUN_ENV):
+        tags["medrepro.flow_run_id"] = os.environ[FLOW_RUN_ENV]
+    for dep, digest in stage_input_hashes(stage_name, repo_root).items():
+        tags[f"input.{dep}"] = digest
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage_name, tags=tags) as run:
+        flat = flatten(params)
+        mlflow.log_params({key: str(value)[:6000] for key, value in flat.items()})
+        yield run
