@@ -246,7 +246,7 @@ class PromptUnet(nn.Module):
 
 
 class NormPromptUnet(nn.Module):
-    """Complex images in, complex images out: normalise, pad to a multiple of ``2**num_pools``, U-Net, crop, unnormalise.
+    """Complex images in and out: normalise, pad to a multiple of ``2**num_pools``, U-Net, crop, unnormalise.
 
     Normalisation is per sample, one mean and standard deviation for all real channels and one for all
     imaginary channels (fastMRI's NormUnet grouping).
@@ -280,7 +280,7 @@ class NormPromptUnet(nn.Module):
 
 
 class SensitivityModel(nn.Module):
-    """Coil sensitivities from the time-averaged ACS k-space: low-pass coil images, per-coil U-Net, RSS normalisation."""
+    """Coil sensitivities from the time-averaged ACS k-space: low-pass images, per-coil U-Net, RSS normalisation."""
 
     def __init__(self, chans: int, num_pools: int) -> None:
         super().__init__()

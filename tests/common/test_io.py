@@ -1,0 +1,104 @@
+import h5py
+import numpy as np
+import pytest
+
+from stages.common.io import FormatError, read_dicom_series, read_mat, read_nifti, read_png, read_table, write_mat, write_nifti, write_png
+
+
+def test_mat_v73_round_trip_complex_and_matlab_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    array = (rng.normal(size=(2, 3, 4, 5)) + 1j * rng.normal(size=(2, 3, 4, 5))).astype(np.complex64)
+    path = write_mat(tmp_path / "k.mat", {"kspace_full": array, "mask": np.ones((4, 5), bool)})
+    header = path.read_bytes()[:128]
+    assert header.startswith(b"MATLAB 7.3 MAT-file") and header[124:128] == b"\x00\x02IM"
+    with h5py.File(path, "r") as handle:  # independent reader: raw HDF5 as MATLAB writes it
+        raw = handle["kspace_full"]
+        assert raw.dtype.names == ("real", "imag")
+        assert raw.attrs["MATLAB_class"] == b"single"
+        np.testing.assert_array_equal(raw["real"][()], array.real)
+    back = read_mat(path, "kspace_full")
+    assert back.dtype == np.complex64
+    np.testing.assert_array_equal(back, array)
+    assert read_mat(path, "mask").dtype == np.uint8
+
+
+def test_mat_reads_a_file_written_by_plain_h5py_like_matlab(tmp_path):
+    compound = np.dtype([("real", "<f8"), ("imag", "<f8")])
+    data = np.zeros((3, 2), dtype=compound)
+    data["real"], data["imag"] = 1.5, -2.0
+    with h5py.File(tmp_path / "m.mat", "w") as handle:
+        handle["kspace_full"] = data
+    assert read_mat(tmp_path / "m.mat", "kspace_full")[0, 0] == 1.5 - 2j
+
+
+@pytest.mark.parametrize("content, problem", [(b"not hdf5 at all", "not a readable MATLAB v7.3"), (None, "truncated|not a readable")])
+def test_mat_bad_files_are_named(tmp_path, content, problem):
+    path = tmp_path / "bad.mat"
+    if content is None:
+        write_mat(path, {"x": np.zeros((64, 64), np.float32)})
+        path.write_bytes(path.read_bytes()[:700])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(FormatError, match=problem) as caught:
+        read_mat(path, "x")
+    assert str(path) in str(caught.value)
+
+
+def test_mat_missing_variable_lists_what_is_there(tmp_path):
+    write_mat(tmp_path / "m.mat", {"kus": np.zeros((2, 2), np.complex64)})
+    with pytest.raises(FormatError, match=r"'kspace_full' missing \(variables present: kus\)"):
+        read_mat(tmp_path / "m.mat", "kspace_full")
+
+
+def test_nifti_round_trip_with_spacing(tmp_path):
+    volume = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    write_nifti(tmp_path / "v.nii.gz", volume, spacing=(1.5, 0.8, 3.0))
+    data, affine, spacing = read_nifti(tmp_path / "v.nii.gz")
+    np.testing.assert_array_equal(data, volume)
+    assert spacing == pytest.approx((1.5, 0.8, 3.0))
+    assert affine[0, 0] == pytest.approx(1.5)
+
+
+def test_dicom_series_is_sorted_and_rescaled(tmp_path):
+    from pydicom.dataset import FileMetaDataset, Dataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    series = generate_uid()
+    for index, z in enumerate([10.0, 4.0, 7.0]):  # written out of order
+        meta = FileMetaDataset()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SeriesInstanceUID = series
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.Rows, ds.Columns = 2, 3
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.ImagePositionPatient = [0.0, 0.0, z]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [0.7, 0.9]
+        ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
+        ds.PixelData = np.full((2, 3), int(z), dtype=np.uint16).tobytes()
+        ds.save_as(tmp_path / f"slice{index}.dcm", enforce_file_format=True)
+    volume, spacing = read_dicom_series(tmp_path)
+    assert volume.shape == (3, 2, 3)
+    np.testing.assert_allclose(volume[:, 0, 0], [4 * 2 - 1024, 7 * 2 - 1024, 10 * 2 - 1024])
+    assert spacing == pytest.approx((3.0, 0.7, 0.9))
+
+
+def test_png_round_trip_and_bad_png(tmp_path):
+    image = (np.arange(20).reshape(4, 5) * 10).astype(np.uint8)
+    write_png(tmp_path / "a.png", image)
+    np.testing.assert_array_equal(read_png(tmp_path / "a.png"), image)
+    (tmp_path / "b.png").write_bytes(b"garbage")
+    with pytest.raises(FormatError, match="b.png: not a readable PNG"):
+        read_png(tmp_path / "b.png")
+
+
+def test_table_missing_columns_are_named(tmp_path):
+    (tmp_path / "t.csv").write_text("case,age\n1,40\n")
+    assert list(read_table(tmp_path / "t.csv", ("case",)).columns) == ["case", "age"]
+    with pytest.raises(FormatError, match="missing column\\(s\\) sex"):
+        read_table(tmp_path / "t.csv", ("case", "sex"))
