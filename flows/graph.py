@@ -35,16 +35,28 @@ def studies(graph: nx.DiGraph) -> list[str]:
     return sorted({study for node in graph if (study := study_of(node)) is not None})
 
 
+def _stage_name(stage: object) -> str:
+    """`Stage.addressing` as `dvc dag` prints it when run from the repository root.
+
+    (`addressing` itself is relative to the current directory, which need not be the root.)
+    """
+    path_in_repo = Path(stage.path_in_repo).as_posix()  # type: ignore[attr-defined]
+    name = getattr(stage, "name", None)
+    if name is None:  # a .dvc file stage
+        return path_in_repo
+    return name if path_in_repo == "dvc.yaml" else f"{path_in_repo}:{name}"
+
+
 def _graph_from_index(repo_root: Path) -> nx.DiGraph:
     from dvc.repo import Repo
 
     with Repo(str(repo_root)) as repo:
         dependency_graph = repo.index.graph
         graph = nx.DiGraph()
-        graph.add_nodes_from(stage.addressing for stage in dependency_graph.nodes)
+        graph.add_nodes_from(_stage_name(stage) for stage in dependency_graph.nodes)
         # DVC's edges point from a stage to the stage it depends on; flip them.
         graph.add_edges_from(
-            (upstream.addressing, downstream.addressing)
+            (_stage_name(upstream), _stage_name(downstream))
             for downstream, upstream in dependency_graph.edges
         )
     return graph

@@ -36,7 +36,7 @@ PROTOCOLS = {"validation": validation_crop, "test": lambda images: images}
 
 class EvaluateParams(StrictModel):
     sense_iterations: int = 30
-    sense_regularisation: float = 0.0
+    sense_regularisation: float = 0.003
     batch_size: int = 8
 
 

@@ -34,7 +34,8 @@ class IngestParams(StrictModel):
     frames: int = 6
     slices: int = 2
     matrix_sizes: list[tuple[int, int]] = [(64, 48), (72, 56)]
-    noise_std: float = 0.02
+    noise_std: float = 0.005
+    coil_ring_radius: float = 1.1
 
 
 def write_synthetic_dataset(root: Path, params: IngestParams, seed: int) -> None:
@@ -43,7 +44,7 @@ def write_synthetic_dataset(root: Path, params: IngestParams, seed: int) -> None
     for index in progress(range(params.subjects), "synthesising subjects", params.subjects):
         subject = f"P{index + 1:03d}"
         nx, ny = params.matrix_sizes[index % len(params.matrix_sizes)]
-        maps = phantom.coil_maps(params.coils, ny, nx)
+        maps = phantom.coil_maps(params.coils, ny, nx, params.coil_ring_radius)
         for modality in params.modalities:
             image = phantom.cardiac_phantom(modality, ny, nx, params.frames, params.slices, rng)
             kspace = phantom.simulate_kspace(image, maps, params.noise_std, rng)

@@ -73,8 +73,9 @@ def _validate(pattern: str, nx: int, ny: int, nt: int, acceleration: int, acs: i
     for name, value in (("nx", nx), ("ny", ny), ("nt", nt)):
         if int(value) != value or value < 1:
             raise MaskError(f"{name} must be a positive integer, got {value!r}")
-    if acs < 0 or acs > min(ny, nx):
-        raise MaskError(f"acs={acs} must lie in [0, min(ny, nx)={min(ny, nx)}]")
+    limit = min(ny, nx) if pattern == "ktRadial" else ny
+    if acs < 0 or acs > limit:
+        raise MaskError(f"acs={acs} for pattern {pattern!r} must lie in [0, {limit}] for ny={ny}, nx={nx}")
 
 
 def acs_mask(pattern: str, nx: int, ny: int, acs: int = DEFAULT_ACS) -> np.ndarray:

@@ -48,11 +48,15 @@ class MetricInputError(ValueError):
 
 def _check_batch(gt: Any, recon: Any) -> None:
     if tuple(gt.shape) != tuple(recon.shape):
-        raise MetricInputError(f"ground truth {tuple(gt.shape)} and reconstruction {tuple(recon.shape)} differ in shape")
+        raise MetricInputError(
+            f"ground truth {tuple(gt.shape)} and reconstruction {tuple(recon.shape)} differ in shape"
+        )
     if gt.ndim != 3:
         raise MetricInputError(f"expected a batch of 2-D images (N, H, W), got shape {tuple(gt.shape)}")
     if min(gt.shape[1:]) < SSIM_WINDOW:
-        raise MetricInputError(f"images {tuple(gt.shape[1:])} are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window")
+        raise MetricInputError(
+            f"images {tuple(gt.shape[1:])} are smaller than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window"
+        )
 
 
 def zscore(images: np.ndarray, eps: float = ZSCORE_EPS) -> np.ndarray:

@@ -245,10 +245,13 @@ def _tag_pattern(x: np.ndarray, y: np.ndarray, frame: int, nt: int, pixel: float
 
 
 def _smooth_phase(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
-    """A low-order polynomial phase map; coefficients in [-1, 1] give about +-pi/4."""
-    coefficients = coefficients * (math.pi / 4) / 2
-    terms = np.stack([np.ones_like(x), x / 2, y / 2, x * y / 4, (x**2 - y**2) / 4])
-    return np.tensordot(coefficients, terms, axes=1)
+    """A low-order polynomial phase map: offset, linear ramps and two quadratic terms.
+
+    Coefficients in [-1, 1] scale each term to at most pi/4 per unit of ``x``/``y``, which
+    gives phase variations of a few tenths of a radian across the body.
+    """
+    terms = np.stack([np.ones_like(x), x, y, x * y / 2, (x**2 - y**2) / 2])
+    return np.tensordot(coefficients * (math.pi / 4), terms, axes=1)
 
 
 def cardiac_phantom(

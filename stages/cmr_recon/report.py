@@ -110,7 +110,7 @@ def main() -> None:
         per_setting = read_table(evaluation / "per_setting.csv")
         per_image = read_table(evaluation / "per_image.csv")
         settings = read_table(ctx.data / "interim" / "undersampled" / "undersampled.csv")
-        loss = read_table(ctx.data / "models" / "loss.csv")
+        loss = read_table(ctx.data / "metrics" / "train_loss.csv")
         held_out = set(per_image.loc[per_image.held_out.astype(bool), "modality"])
         examples = np.load(evaluation / "examples.npz", allow_pickle=False)
 

@@ -147,7 +147,6 @@ def main() -> None:
         out = ctx.data / "models"
         with atomic_directory(out) as staging:
             torch.save({"state_dict": model.state_dict(), "config": asdict(p.network())}, staging / "model.pt")
-            write_table(staging / "loss.csv", pd.DataFrame(history))
         summary = {
             "final_loss": history[-1]["loss"] if history else float("nan"),
             "epochs": p.epochs,
@@ -156,8 +155,9 @@ def main() -> None:
             "device": device.type,
         }
         write_json(ctx.data / "metrics" / "train.json", summary)
+        write_table(ctx.data / "metrics" / "train_loss.csv", pd.DataFrame(history, columns=["epoch", "loss"]))
         ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-        ctx.log_artifact(out / "loss.csv")
+        ctx.log_artifact(ctx.data / "metrics" / "train_loss.csv")
 
 
 def load_model(models_dir: Path, device: torch.device) -> torch.nn.Module:
