@@ -46,12 +46,16 @@ def read_kspace(path: str | os.PathLike[str], key: str = KSPACE_KEY) -> np.ndarr
 
 
 def write_kspace(path: str | os.PathLike[str], array: np.ndarray, key: str = KSPACE_KEY,
-                 created_epoch: float | None = 0.0) -> Path:
-    """Write complex k-space in the challenge's MATLAB v7.3 layout (compound real/imag, single)."""
+                 created_epoch: float | None = 0.0, compress: bool | None = None) -> Path:
+    """Write complex k-space in the challenge's MATLAB v7.3 layout (compound real/imag, single).
+
+    Undersampled k-space (``key="kus"``) is mostly zeros and is deflated unless ``compress`` says otherwise.
+    """
     array = np.asarray(array)
     if not np.iscomplexobj(array) or array.ndim not in (4, 5):
         raise ValueError(f"{path}: write_kspace needs complex (nt, nz, nc, ny, nx) or (nz, nc, ny, nx), got {array.dtype} {array.shape}")
-    return write_mat(path, {key: array.astype(np.complex64)}, created_epoch)
+    compress = key == UNDERSAMPLED_KEY if compress is None else compress
+    return write_mat(path, {key: array.astype(np.complex64)}, created_epoch, compress)
 
 
 def read_mask(path: str | os.PathLike[str], kspace_shape: tuple[int, ...] | None = None, key: str = MASK_KEY) -> np.ndarray:
@@ -70,7 +74,7 @@ def read_mask(path: str | os.PathLike[str], kspace_shape: tuple[int, ...] | None
 
 
 def write_mask(path: str | os.PathLike[str], mask: np.ndarray, created_epoch: float | None = 0.0) -> Path:
-    return write_mat(path, {MASK_KEY: np.asarray(mask, dtype=np.uint8)}, created_epoch)
+    return write_mat(path, {MASK_KEY: np.asarray(mask, dtype=np.uint8)}, created_epoch, compress=True)
 
 
 def full_sample_path(root: Path, subject: str, modality: str, dataset_set: str = "TrainingSet") -> Path:

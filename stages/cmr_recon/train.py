@@ -61,8 +61,11 @@ class TrainParams(StrictModel):
 
 
 def training_fingerprint(params: TrainParams, seed: int, manifest_csv: Path) -> str:
-    """Identifies a training run: a checkpoint is resumed only when this matches."""
-    payload = json.dumps({"params": params.model_dump(), "seed": seed}, sort_keys=True).encode()
+    """Identifies a training run: a checkpoint is resumed only when this matches.
+
+    ``epochs`` is left out so that raising it continues a finished run instead of restarting.
+    """
+    payload = json.dumps({"params": params.model_dump(exclude={"epochs"}), "seed": seed}, sort_keys=True).encode()
     return hashlib.md5(payload + manifest_csv.read_bytes()).hexdigest()
 
 

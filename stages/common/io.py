@@ -46,12 +46,14 @@ def _mat_header(created_epoch: float | None) -> bytes:
     return text.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM"
 
 
-def write_mat(path: PathLike, variables: dict[str, np.ndarray], created_epoch: float | None = None) -> Path:
+def write_mat(path: PathLike, variables: dict[str, np.ndarray], created_epoch: float | None = None,
+              compress: bool = False) -> Path:
     """Write ``variables`` as a MATLAB v7.3 file that MATLAB, h5py and the challenge's tools read.
 
     Arrays are given in h5py's axis order (MATLAB's reversed), exactly as :func:`read_mat`
     returns them. Complex arrays become a compound of ``real``/``imag`` like MATLAB writes.
-    ``created_epoch`` fixes the header's creation time (so equal data give equal bytes).
+    ``created_epoch`` fixes the header's creation time (so equal data give equal bytes);
+    ``compress`` deflates the datasets as MATLAB's ``save -v7.3`` does (worth it for sparse data).
     """
     with atomic_path(path) as temporary:
         with h5py.File(temporary, "w", userblock_size=512) as handle:
@@ -68,7 +70,7 @@ def write_mat(path: PathLike, variables: dict[str, np.ndarray], created_epoch: f
                     stored = array.astype(np.uint8)
                 else:
                     stored = array
-                dataset = handle.create_dataset(name, data=stored)
+                dataset = handle.create_dataset(name, data=stored, **({"compression": "gzip", "compression_opts": 1} if compress else {}))
                 dataset.attrs["MATLAB_class"] = np.bytes_(_MAT_CLASS[array.dtype])
                 if array.dtype == np.bool_:
                     dataset.attrs["MATLAB_int_decode"] = np.int32(1)
