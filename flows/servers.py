@@ -154,6 +154,19 @@ def start_mlflow_ui(
     return server
 
 
+def drain_prefect_queues(timeout: float = 30.0) -> None:
+    """Send the logs and events this process still has queued to the Prefect API.
+
+    Call before stopping a server this process started; otherwise Prefect keeps retrying
+    against a closed port when the process exits.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=timeout)
+
+
 @contextmanager
 def prefect_api(log_dir: Path, progress: bool = True) -> Iterator[str]:
     """Yield a Prefect API URL every process (Ray workers included) can reach.
@@ -179,4 +192,5 @@ def prefect_api(log_dir: Path, progress: bool = True) -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
+        drain_prefect_queues()
         server.stop()

@@ -1,0 +1,132 @@
+"""The paper's group design: two groups per variable, five folds, equal single-group training sets.
+
+Each group is shuffled and cut into ``folds`` blocks of ``floor(min(|G1|, |G2|) / folds)`` cases.
+Fold f tests on block f of both groups (balanced) and trains one model on the other blocks of
+G1 only and one on the other blocks of G2 only (equal sizes).
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from stages.common.badinput import BadInputError
+
+VARIABLES = ("sex", "age", "dataset")
+SEX_GROUPS = ("F", "M")
+AGE_GROUPS = ("young", "old")
+
+
+class GroupTooSmallError(BadInputError):
+    """A group has fewer cases than folds; the message gives every group's size."""
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    test: dict[str, list[str]]
+    train: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One group variable within one dataset (or across datasets for ``dataset``)."""
+
+    name: str
+    variable: str
+    dataset: str
+    groups: tuple[str, str]
+    block_size: int
+    group_sizes: dict[str, int]
+    folds: list[Fold]
+
+
+def age_group(age: float, young_max: float, old_min: float) -> str | None:
+    """``young`` (age <= young_max), ``old`` (age >= old_min), or None in between."""
+    if age <= young_max:
+        return "young"
+    if age >= old_min:
+        return "old"
+    return None
+
+
+def group_labels(cases: pd.DataFrame, variable: str, young_max: float, old_min: float) -> pd.Series:
+    """Each case's group for ``variable`` (None where the case belongs to neither group)."""
+    if variable == "sex":
+        return cases["sex"].astype(object)
+    if variable == "age":
+        return cases["age"].map(lambda a: age_group(float(a), young_max, old_min)).astype(object)
+    if variable == "dataset":
+        return cases["dataset"].astype(object)
+    raise ValueError(f"unknown group variable {variable!r}; known: {VARIABLES}")
+
+
+def experiment_seed(seed: int, name: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generator, what: str = "") -> tuple[int, list[Fold]]:
+    """(block size, folds) for two groups of case ids, per the module docstring.
+
+    Ids are sorted before shuffling so the design depends only on the ids and the generator.
+    """
+    if len(groups) != 2:
+        raise ValueError(f"the design needs exactly two groups, got {sorted(groups)}")
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    sizes = {name: len(ids) for name, ids in groups.items()}
+    block = min(sizes.values()) // folds
+    if block < 1:
+        listed = ", ".join(f"{name}={size}" for name, size in sizes.items())
+        raise GroupTooSmallError(f"{what + ': ' if what else ''}a group is too small for {folds} folds "
+                                 f"(group sizes {listed}; each group needs at least {folds} cases)")
+    blocks = {}
+    for name, ids in groups.items():
+        ordered = sorted(ids)
+        shuffled = [ordered[i] for i in rng.permutation(len(ordered))]
+        blocks[name] = [list(shuffled[b * block:(b + 1) * block]) for b in range(folds)]
+    design = []
+    for f in range(folds):
+        test = {name: blocks[name][f] for name in groups}
+        train = {name: [c for b in range(folds) if b != f for c in blocks[name][b]] for name in groups}
+        design.append(Fold(f, test, train))
+    return block, design
+
+
+def build_experiments(cases: pd.DataFrame, group_datasets: list[str], cross_dataset: bool, folds: int,
+                      young_max: float, old_min: float, seed: int) -> list[Experiment]:
+    """Sex and age experiments within each of ``group_datasets``, plus the cross-dataset experiment."""
+    plans = [(variable, dataset) for dataset in group_datasets for variable in ("sex", "age")]
+    if cross_dataset:
+        plans.append(("dataset", "both"))
+    experiments = []
+    for variable, dataset in plans:
+        subset = cases if dataset == "both" else cases[cases["dataset"] == dataset]
+        labels = group_labels(subset, variable, young_max, old_min)
+        if variable == "sex":
+            names = SEX_GROUPS
+        elif variable == "age":
+            names = AGE_GROUPS
+        else:
+            names = tuple(sorted(cases["dataset"].unique()))
+            if len(names) != 2:
+                raise BadInputError(f"the cross-dataset experiment needs exactly two datasets, found {list(names)}")
+        groups = {name: subset.loc[labels == name, "case"].astype(str).tolist() for name in names}
+        name = f"{variable}_{dataset}"
+        block, design = fold_design(groups, folds, experiment_seed(seed, name), what=f"experiment {name}")
+        experiments.append(Experiment(name, variable, dataset, names, block, {k: len(v) for k, v in groups.items()}, design))
+    return experiments
+
+
+def split_table(experiments: list[Experiment]) -> pd.DataFrame:
+    """Long form: one row per (experiment, fold, case, role) with the case's group."""
+    rows = []
+    for experiment in experiments:
+        for fold in experiment.folds:
+            for role, members in (("test", fold.test), ("train", fold.train)):
+                for group, cases in members.items():
+                    rows += [{"experiment": experiment.name, "variable": experiment.variable, "dataset": experiment.dataset,
+                              "fold": fold.index, "role": role, "group": group, "case": case} for case in cases]
+    return pd.DataFrame(rows, columns=["experiment", "variable", "dataset", "fold", "role", "group", "case"])
