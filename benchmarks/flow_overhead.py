@@ -28,7 +28,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,8 @@ def _machine() -> str:
 
     memory_gb = psutil.virtual_memory().total / 2**30
     gpu = "GPU present" if shutil.which("nvidia-smi") else "no GPU"
-    return f"{os.cpu_count()}-core CPU, {memory_gb:.0f} GB, {gpu} ({platform.platform()})"
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return f"{os.cpu_count()}-core CPU, {memory_gb:.0f} GB, {gpu} ({platform.platform()}); load average {load}"
 
 
 def _time_ray_init() -> float:
@@ -225,11 +226,14 @@ def main() -> int:
     parser.add_argument("--write-results", action="store_true", help=f"append a section to {RESULTS}")
     args = parser.parse_args()
 
-    if not args.real:
-        os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="medrepro-bench-prefect-"))
+    scratch: list[Path] = []
+    if not args.real and "PREFECT_HOME" not in os.environ:
+        scratch.append(Path(tempfile.mkdtemp(prefix="medrepro-bench-prefect-")))
+        os.environ["PREFECT_HOME"] = str(scratch[-1])
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.pop("PREFECT_API_URL", None)
     log_dir = Path(tempfile.mkdtemp(prefix="medrepro-bench-logs-"))
+    scratch.append(log_dir)  # kept if the benchmark fails, for the server logs
 
     if args.real:
         results = benchmark_real(args.repo.resolve(), args.force, log_dir)
@@ -243,7 +247,7 @@ def main() -> int:
     if args.write_results:
         section = (
             f"\n## Flow overhead: {title}\n\n"
-            f"- date: {datetime.now(timezone.utc).strftime('%a %b %d %H:%M:%S UTC %Y')}\n"
+            f"- date: {datetime.now(UTC).strftime('%a %b %d %H:%M:%S UTC %Y')}\n"
             f"- machine: {_machine()}\n"
             f"- command: `{command}`\n\n{table}\n"
         )
@@ -251,6 +255,8 @@ def main() -> int:
         with open(RESULTS, "a") as handle:
             handle.write(section)
         print(f"appended to {RESULTS}")
+    for path in scratch:
+        shutil.rmtree(path, ignore_errors=True)
     return 0
 
 

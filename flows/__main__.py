@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--remote", help="DVC remote for workers without the shared disk (default: orchestration.remote)")
     run.add_argument("--force", action="store_true", help="rerun stages even if DVC finds them unchanged")
 
-    serve = commands.add_parser("serve", parents=[common], help="serve one scheduled deployment per study to a Prefect server")
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve one scheduled deployment per study to a Prefect server"
+    )
     serve.add_argument("--limit", type=int, default=1, help="flow runs at once (default 1)")
 
     ui = commands.add_parser("ui", parents=[common], help="start the Prefect and MLflow UIs on 127.0.0.1 until Ctrl-C")
@@ -56,7 +58,8 @@ def _validated_root(repo: Path, study: str | None) -> Path:
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from flows.run import FlowLockedError, PipelineFailedError, pipeline
+    from flows.locking import FlowLockedError
+    from flows.run import PipelineFailedError, pipeline
     from flows.servers import prefect_api
 
     root = _validated_root(args.repo, args.study)

@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 FLOW_LOCK_FILE = "medrepro-flow.lock"
@@ -52,7 +52,7 @@ def flow_lock(repo_root: Path, timeout: float) -> Iterator[Path]:
     try:
         owner_path.write_text(
             json.dumps(
-                {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(timezone.utc).isoformat()}
+                {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
             )
         )
         yield lock_path

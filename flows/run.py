@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict
 
 from flows.config import OrchestrationConfig, OrchestrationConfigError, load_orchestration_config
 from flows.graph import full_stage_graph, select_study, studies, study_of
-from flows.locking import FlowLockedError, flow_lock
+from flows.locking import flow_lock
 from flows.tracking import FLOW_RUN_ENV, PARENT_RUN_ENV
 
 WORKER_REPO_ENV = "MEDREPRO_WORKER_REPO"
@@ -39,14 +39,9 @@ LOCK_RETRY_MAX_DELAY_SECONDS = 10.0
 # DVC's messages when its repository lock or a stage's read/write lock is held by another process.
 LOCK_ERROR_MARKERS = ("Unable to acquire lock", "LockError", "is busy, it is being blocked by")
 # Environment the Ray workers need to reach the same Prefect API and MLflow store as the driver.
-WORKER_ENV_KEYS = (
-    "PREFECT_API_URL",
-    "PREFECT_API_KEY",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-)
+# Credentials are deliberately not forwarded (a runtime_env is visible in Ray's job info): on a
+# cluster, set them in the environment of `ray start` on each node.
+WORKER_ENV_KEYS = ("PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "MLFLOW_TRACKING_URI")
 
 
 class StageFailedError(RuntimeError):
@@ -67,7 +62,17 @@ class StageFailedError(RuntimeError):
 
 
 class PipelineFailedError(RuntimeError):
-    """One or more stages failed; the message names them with their errors."""
+    """One or more stages failed; the message names them with their errors.
+
+    `completed` holds the outcomes of the stages that did complete.
+    """
+
+    def __init__(self, message: str, completed: dict[str, StageOutcome] | None = None) -> None:
+        self.completed = dict(completed or {})
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.completed))
 
 
 class StageRequest(BaseModel):
@@ -199,7 +204,7 @@ def run_streaming(
         errors="replace",
         bufsize=1,
     )
-    tails: dict[str, deque[str]] = {"stdout": deque(maxlen=OUTPUT_TAIL_LINES), "stderr": deque(maxlen=OUTPUT_TAIL_LINES)}
+    tails: dict[str, deque[str]] = {name: deque(maxlen=OUTPUT_TAIL_LINES) for name in ("stdout", "stderr")}
 
     def pump(stream: Any, tail: deque[str]) -> None:
         for raw_line in stream:
@@ -310,13 +315,22 @@ def execute_stage(
     repro = ["repro", "--single-item", *(["--force"] if request.force else [])]
     if request.remote:
         repro.append("--allow-missing")  # an unchanged stage need not have its outputs here
-    stdout_tail = run_dvc(request.stage, [*repro, request.stage], root, env, request.lock_retries, log)
+    # DVC announces a stage it executes with this line (skipped ones: "didn't change, skipping")
+    running_marker = f"Running stage '{request.stage.rsplit(':', 1)[-1]}'"
+    ran = False
+
+    def log_and_watch(line: str) -> None:
+        nonlocal ran
+        ran = ran or line.startswith(running_marker)
+        log(line)
+
+    run_dvc(request.stage, [*repro, request.stage], root, env, request.lock_retries, log_and_watch)
     if request.remote:
-        run_dvc(request.stage, ["push", "--remote", request.remote, request.stage], root, env, request.lock_retries, log)
-    stage_name = request.stage.rsplit(":", 1)[-1]
+        push = ["push", "--remote", request.remote, request.stage]
+        run_dvc(request.stage, push, root, env, request.lock_retries, log)
     return StageOutcome(
         stage=request.stage,
-        ran=f"Running stage '{stage_name}'" in stdout_tail or request.force,
+        ran=ran,
         lock_entry=read_lock_entry(root, request.stage),
         seconds=time.monotonic() - started,
         host=socket.gethostname(),
@@ -426,7 +440,7 @@ def run_stages(
         message = f"{len(failures)} stage(s) failed:\n" + "\n".join(failures)
         if not_run:
             message += f"\nnot run because an upstream stage failed: {', '.join(not_run)}"
-        raise PipelineFailedError(message)
+        raise PipelineFailedError(message, outcomes)
     return outcomes
 
 
@@ -528,7 +542,8 @@ def pipeline(
         commit = git_commit(root) if remote else None
         if remote:
             # outputs the driver already has must be on the remote for workers to pull them
-            run_dvc("(driver)", ["push", "--remote", remote, *sorted(graph)], root, _stage_environment({}), config.lock_retries, logger.info)
+            push = ["push", "--remote", remote, *sorted(graph)]
+            run_dvc("(driver)", push, root, _stage_environment({}), config.lock_retries, logger.info)
         uri = tracking_uri(root)
         flow_run = FlowRunContext.get().flow_run
         touched = sorted({s for node in graph if (s := study_of(node)) is not None})
@@ -543,17 +558,23 @@ def pipeline(
         requests = plan_requests(graph, root, config, force, remote, stage_env, commit)
         succeeded = False
         try:
-            outcomes = run_stages.with_options(task_runner=make_task_runner(ray_address, _worker_env(uri)))(
-                requests=requests,
-                remote_options={stage: config.remote_options_for(stage) for stage in graph},
-                retries=config.retries,
-                retry_delay_seconds=config.retry_delay_seconds,
-                local_ray=ray_address is None,
-            )
+            try:
+                outcomes = run_stages.with_options(task_runner=make_task_runner(ray_address, _worker_env(uri)))(
+                    requests=requests,
+                    remote_options={stage: config.remote_options_for(stage) for stage in graph},
+                    retries=config.retries,
+                    retry_delay_seconds=config.retry_delay_seconds,
+                    local_ray=ray_address is None,
+                )
+            except PipelineFailedError as failure:
+                if remote:  # keep what the workers did finish, so a rerun does not redo it
+                    write_lock_entries(root, {s: o.lock_entry for s, o in failure.completed.items()})
+                raise
             if remote:
                 changed = write_lock_entries(root, {s: o.lock_entry for s, o in outcomes.items()})
                 logger.info("Merged workers' dvc.lock entries for: %s", ", ".join(changed) or "none")
-                run_dvc("(driver)", ["pull", "--remote", remote, *sorted(graph)], root, _stage_environment({}), config.lock_retries, logger.info)
+                pull = ["pull", "--remote", remote, *sorted(graph)]
+                run_dvc("(driver)", pull, root, _stage_environment({}), config.lock_retries, logger.info)
             succeeded = True
         finally:
             close_parent_runs(parent_runs, uri, succeeded)

@@ -134,7 +134,7 @@ def start_mlflow_ui(
     log_dir: Path,
     host: str = DEFAULT_HOST,
     port: int = 5000,
-    timeout: float = 120.0,
+    timeout: float = 300.0,
     progress: bool = True,
 ) -> ServerProcess:
     """Start `mlflow ui` on `backend_store_uri` and wait until it answers."""

@@ -163,24 +163,50 @@ def to_ras(array: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) ->
     return np.ascontiguousarray(reoriented), tuple(ras_spacing)  # type: ignore[return-value]
 
 
+def stored_spacing(path: Path) -> tuple[float, ...]:
+    """Voxel spacing exactly as the NIfTI header stores it.
+
+    nibabel silently replaces zero spacing by 1 and negative spacing by its absolute value when
+    it loads a file, so the raw header is read here to see what the file really says.
+    """
+    import nibabel as nib
+
+    if not Path(path).is_file():
+        raise FormatError(path, "file not found")
+    try:
+        with nib.openers.ImageOpener(str(path)) as handle:
+            header = nib.Nifti1Header.from_fileobj(handle, check=False)
+    except Exception as error:  # nibabel raises many kinds for a damaged header
+        raise FormatError(path, f"not a readable NIfTI header ({error})") from error
+    dims = int(header["dim"][0])
+    return tuple(float(v) for v in header["pixdim"][1: 1 + min(dims, 3)])
+
+
+def _read_checked(where: str, path: Path, name: str, dtype=np.float32):
+    """read_nifti after refusing a non-positive stored spacing (named by case and file)."""
+    spacing = stored_spacing(path)
+    if any(not np.isfinite(s) or s <= 0 for s in spacing):
+        raise BadInputError(f"{where}: non-positive voxel spacing {spacing} in {name}")
+    return read_nifti(path, dtype=dtype)
+
+
 def read_case(root: Path, record: CaseRecord, merged_ids: Mapping[str, int]) -> CaseVolumes:
     """Image and organ-table label map of one case; any problem is a BadInputError naming the case."""
     where = f"{record.dataset} case {record.case}"
     try:
-        image_path = resolve_inside(root, record.image, f"{where} image path")
-        image, affine, spacing = read_nifti(image_path)
+        image, affine, spacing = _read_checked(where, resolve_inside(root, record.image, f"{where} image path"), record.image)
         if image.ndim != 3:
             raise BadInputError(f"{where}: image {record.image} is {image.ndim}-D, expected 3-D")
         if record.label_style == "per_organ":
             folder = resolve_inside(root, record.label, f"{where} label folder")
             masks = {}
             for organ in ORGANS:
-                mask = read_nifti(folder / f"{organ}.nii.gz", dtype=None)[0]
+                mask = _read_checked(where, folder / f"{organ}.nii.gz", f"{record.label}/{organ}.nii.gz", None)[0]
                 _check_shape(where, image.shape, mask.shape, f"{record.label}/{organ}.nii.gz")
                 masks[organ] = mask
             label = merge_binary_masks(masks)
         else:
-            raw = read_nifti(resolve_inside(root, record.label, f"{where} label path"), dtype=None)[0]
+            raw = _read_checked(where, resolve_inside(root, record.label, f"{where} label path"), record.label, None)[0]
             _check_shape(where, image.shape, raw.shape, record.label)
             mapping = amos_to_organ_table() if record.label_style == "amos" else merged_to_organ_table(merged_ids)
             label = map_labels(raw, mapping)

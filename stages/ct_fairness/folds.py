@@ -6,8 +6,10 @@ G1 only and one on the other blocks of G2 only (equal sizes).
 """
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,3 +132,8 @@ def split_table(experiments: list[Experiment]) -> pd.DataFrame:
                     rows += [{"experiment": experiment.name, "variable": experiment.variable, "dataset": experiment.dataset,
                               "fold": fold.index, "role": role, "group": group, "case": case} for case in cases]
     return pd.DataFrame(rows, columns=["experiment", "variable", "dataset", "fold", "role", "group", "case"])
+
+
+def load_splits(study_data: Path) -> dict:
+    """``splits.json`` as ct_fairness-preprocess wrote it (experiments with their folds)."""
+    return json.loads((study_data / "interim" / "splits" / "splits.json").read_text())

@@ -61,7 +61,11 @@ class IngestParams(StrictModel):
     cases_per_dataset: int = 24
     age_ranges: list[tuple[int, int]] = [(20, 40), (41, 64), (65, 88)]
     age_weights: list[float] = [0.42, 0.16, 0.42]
-    scanners: dict[DatasetName, ScannerParams] = {TOTALSEG: ScannerParams(), AMOS: ScannerParams()}
+    scanners: dict[DatasetName, ScannerParams] = {
+        TOTALSEG: ScannerParams(),
+        AMOS: ScannerParams(spacing=(6.0, 6.0, 9.0), fov_mm=(348.0, 264.0, 207.0), noise_hu=30.0, offset_hu=30.0,
+                            blur_mm=5.0, enhancement=0.75),
+    }
     effects: EffectsParams = EffectsParams()
     totalseg_merged_labels: dict[str, int] = TOTALSEG_MERGED_DEFAULT
     amos_max_ct_id: int = 500

@@ -30,12 +30,12 @@ _ELLIPSOIDS: dict[str, tuple[tuple[float, float, float], tuple[float, float, flo
 }
 # Pancreas: a tube from head to tail, (x, y, z) points and radii in mm.
 _PANCREAS_POINTS = np.array([(30.0, -5.0, -5.0), (6.0, 0.0, 2.0), (-30.0, -10.0, 8.0), (-66.0, -28.0, 18.0)])
-_PANCREAS_RADII = np.array([14.0, 11.0, 10.0, 8.5])
+_PANCREAS_RADII = np.array([16.0, 13.0, 12.0, 10.0])
 _VESSELS: dict[str, tuple[tuple[float, float], float]] = {"aorta": ((-12.0, -35.0), 11.0), "postcava": ((22.0, -32.0), 12.0)}
 
 # Portal-venous attenuation (HU) before the scanner's enhancement and offset.
 BASE_HU: dict[str, float] = {
-    "liver": 105.0, "kidney_right": 165.0, "kidney_left": 165.0, "pancreas": 95.0, "spleen": 115.0,
+    "liver": 115.0, "kidney_right": 170.0, "kidney_left": 170.0, "pancreas": 80.0, "spleen": 115.0,
     "stomach": 25.0, "aorta": 160.0, "postcava": 130.0, "muscle": 50.0, "fat": -100.0, "bowel": 35.0,
     "bone": 450.0, "air": -1000.0,
 }

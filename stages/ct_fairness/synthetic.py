@@ -39,10 +39,12 @@ def group_counts(total: int, weights: Sequence[float]) -> list[int]:
 
 def draw_demographics(total: int, age_ranges: Sequence[Sequence[float]], weights: Sequence[float],
                       rng: np.random.Generator) -> list[tuple[str, int]]:
-    """(sex, age) per case: age bands in the given proportions, sexes balanced within each band, shuffled."""
+    """(sex, age) per case: age bands in the given proportions, sexes balanced within each band (and overall
+    to within one), shuffled."""
     people = []
-    for (low, high), count in zip(age_ranges, group_counts(total, weights)):
-        sexes = (["F", "M"] * count)[:count]
+    for band, ((low, high), count) in enumerate(zip(age_ranges, group_counts(total, weights))):
+        first, second = ("F", "M") if band % 2 == 0 else ("M", "F")  # odd bands start with the other sex
+        sexes = ([first, second] * count)[:count]
         rng.shuffle(sexes)
         people += [(sex, int(rng.integers(int(low), int(high) + 1))) for sex in sexes]
     order = rng.permutation(len(people))

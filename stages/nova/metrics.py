@@ -260,6 +260,38 @@ def precision_recall_curve(table: MatchTable, threshold_index: int = 0) -> tuple
 
 
 # --------------------------------------------------------------------------- bootstrap
+def bootstrap_intervals(
+    statistic: Callable[[np.ndarray], Mapping[str, float]],
+    n_units: int,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of several statistics computed together.
+
+    Each resample draws ``n_units`` unit indices with replacement; ``statistic`` receives them
+    (with repeats) and returns named numbers. Non-finite values of a resample are left out of
+    that statistic's interval. Returns ``{name: (low, high)}`` (nan when nothing was finite).
+    """
+    if n_units == 0 or n_resamples == 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(n_resamples):
+        for name, value in statistic(rng.integers(0, n_units, n_units)).items():
+            draws.setdefault(name, []).append(float(value))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    intervals = {}
+    for name, values in draws.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if len(finite) == 0:
+            intervals[name] = (float("nan"), float("nan"))
+        else:
+            low, high = np.percentile(finite, [tail, 100.0 - tail])
+            intervals[name] = (float(low), float(high))
+    return intervals
+
+
 def bootstrap_interval(
     statistic: Callable[[np.ndarray], float],
     n_units: int,
@@ -267,21 +299,9 @@ def bootstrap_interval(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``statistic(unit_indices)`` over ``n_units`` resampling units.
-
-    Each resample draws ``n_units`` indices with replacement; ``statistic`` receives them (with
-    repeats) and returns a number. Resamples where it is nan are left out. Returns (low, high).
-    """
-    if n_units == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n_units, n_units)) for _ in range(n_resamples)], dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan")
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
+    """Percentile bootstrap interval of one statistic of ``unit_indices`` (see :func:`bootstrap_intervals`)."""
+    intervals = bootstrap_intervals(lambda indices: {"value": statistic(indices)}, n_units, n_resamples, confidence, seed)
+    return intervals.get("value", (float("nan"), float("nan")))
 
 
 def grouped_indices(groups: Sequence[str]) -> tuple[list[str], list[np.ndarray]]:

@@ -99,7 +99,8 @@ def cut_slice(atlas: BrainAtlas, plane: str, fraction: float) -> SliceMaps:
     index = int(round(fraction * (atlas.t1.shape[axis] - 1)))
     maps = {}
     for name in ("t1", "gm", "wm", "csf", "brain"):
-        section = np.take(getattr(atlas, name), index, axis=axis)
+        volume = getattr(atlas, name)
+        section = volume[index] if axis == 0 else volume[:, index] if axis == 1 else volume[:, :, index]
         maps[name] = _pad(_orient(section))
     side = ""
     if plane == "sagittal":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -13,7 +15,8 @@ import pytest
 # Prefect reads these when it is imported: keep its home out of ~/.prefect and give its
 # temporary server time to start on 2 cores.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="medrepro-prefect-home-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "300"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,7 +15,8 @@ PYTHON = sys.executable
 
 # The toy stage: appends to runs/<name>.count (outside its outs, so reruns can be counted),
 # records its parent-run env vars and start/end times, fails on purpose while fail/<name>
-# exists, and writes `name(inputs...)` (plus the toy.b param for b1) to its out.
+# exists, prints $TOY_LINES lines, sleeps $TOY_SLEEP s, and writes `name(inputs...)` (plus the
+# toy.b param for b1) to its out.
 STAGE_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
@@ -35,6 +35,8 @@ STAGE_SCRIPT = textwrap.dedent(
         print(f"toy stage {name} failed on purpose (marker fail/{name})", file=sys.stderr)
         sys.exit(3)
     time.sleep(float(os.environ.get("TOY_SLEEP", "0")))
+    for i in range(int(os.environ.get("TOY_LINES", "0"))):
+        print(f"{name} says line {i}")
     parts = [open(p).read().strip() for p in inputs]
     if name == "b1":
         parts.append("b=" + str(yaml.safe_load(open("params.yaml"))["toy"]["b"]))

@@ -65,10 +65,14 @@ def test_nested_dvc_yaml_and_data_stages_named_like_dvc_dag(tmp_path: Path) -> N
     dvc(repo, "add", "raw.txt")
     (repo / "sub").mkdir()
     (repo / "sub" / "dvc.yaml").write_text(
-        yaml.safe_dump({"stages": {"nest-copy": {"cmd": "cp ../raw.txt copy.txt", "deps": ["../raw.txt"], "outs": ["copy.txt"]}}})
+        yaml.safe_dump(
+            {"stages": {"nest-copy": {"cmd": "cp ../raw.txt copy.txt", "deps": ["../raw.txt"], "outs": ["copy.txt"]}}}
+        )
     )
     (repo / "dvc.yaml").write_text(
-        yaml.safe_dump({"stages": {"top-use": {"cmd": "cp sub/copy.txt use.txt", "deps": ["sub/copy.txt"], "outs": ["use.txt"]}}})
+        yaml.safe_dump(
+            {"stages": {"top-use": {"cmd": "cp sub/copy.txt use.txt", "deps": ["sub/copy.txt"], "outs": ["use.txt"]}}}
+        )
     )
     graph = stage_graph(repo)
     assert _same_graph(graph, _parse_mermaid(dvc(repo, "dag", "--md").stdout))

@@ -168,7 +168,9 @@ def test_second_flow_at_once_fails_clearly_and_lock_stays_valid(two_runs: dict[s
     assert two_runs["lock_after_first"] == load_lock(two_runs["reference"])
 
 
-def test_failing_stage_is_retried_then_the_flow_fails(prefect_server: str, toy_repo_factory, tmp_path: Path, monkeypatch) -> None:
+def test_failing_stage_is_retried_then_the_flow_fails(
+    prefect_server: str, toy_repo_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = toy_repo_factory()
     (repo / "fail").mkdir()
     (repo / "fail" / "b2").touch()
@@ -180,6 +182,7 @@ def test_failing_stage_is_retried_then_the_flow_fails(prefect_server: str, toy_r
     error = state.result(raise_on_failure=False)
     assert isinstance(error, PipelineFailedError)
     assert "stage 'toy-b2' failed" in str(error) and "not run because an upstream stage failed: toy-join" in str(error)
+    assert set(error.completed) == {"aux-prep", "toy-a1", "toy-a2", "toy-b1"}
     assert run_count(repo, "toy-b2") == 3  # orchestration.retries: 2 -> three attempts
     assert run_count(repo, "toy-join") == 0
     assert run_count(repo, "toy-a2") == 1 and run_count(repo, "toy-b1") == 1

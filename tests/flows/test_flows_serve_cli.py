@@ -63,7 +63,8 @@ def test_serve_registers_deployments_with_the_server(prefect_server: str, toy_re
             assert server.poll() is None, server.stdout.read() if server.stdout else ""
             time.sleep(1)
             with get_client(sync_client=True) as client:
-                names = {d.name: d for d in client.read_deployments() if str(repo.resolve()) == d.parameters.get("repo_root")}
+                deployments = client.read_deployments()
+            names = {d.name: d for d in deployments if d.parameters.get("repo_root") == str(repo.resolve())}
         assert set(names) == {"aux", "toy", "all"}
         toy = names["toy"]
         assert [schedule.schedule.cron for schedule in toy.schedules] == ["0 3 * * 1"]  # type: ignore[attr-defined]

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from flowtoys import dvc, git, load_lock, run_count
 
+from flows.config import OrchestrationConfigError, parse_orchestration_config
+from flows.graph import stage_graph
 from flows.locking import FlowLockedError, flow_lock
 from flows.run import (
     StageFailedError,
@@ -27,8 +29,6 @@ from flows.run import (
     read_lock_entry,
     write_lock_entries,
 )
-from flows.config import OrchestrationConfigError, parse_orchestration_config
-from flows.graph import stage_graph
 
 
 def _request(repo: Path, stage: str, **kwargs) -> StageRequest:
@@ -38,9 +38,10 @@ def _request(repo: Path, stage: str, **kwargs) -> StageRequest:
 def test_stage_runs_once_then_is_skipped_and_lock_matches_dvc(toy_repo_factory, tmp_path: Path) -> None:
     repo = toy_repo_factory()
     lines: list[str] = []
-    outcome = execute_stage(_request(repo, "toy-a1"), [], lines.append)
+    outcome = execute_stage(_request(repo, "toy-a1", env={"TOY_LINES": "100"}), [], lines.append)
     assert outcome.ran and run_count(repo, "toy-a1") == 1
-    assert any("Running stage 'toy-a1'" in line for line in lines)  # DVC's output was streamed
+    # DVC's and the stage's output were streamed line by line, more than the kept tail
+    assert "Running stage 'toy-a1':" in lines and "a1 says line 99" in lines
     assert outcome.lock_entry == load_lock(repo)["stages"]["toy-a1"]
     again = execute_stage(_request(repo, "toy-a1"), [], lines.append)
     assert not again.ran and run_count(repo, "toy-a1") == 1

@@ -1,0 +1,134 @@
+"""The paper's performance gap, its significance, and the analyses built on it.
+
+For organ o and test group g, with D(g | h) the mean score on g of the model trained on h::
+
+    PG_g = 100 * (D(g | other) - D(g | same)) / mean(D(g | same), D(g | other))
+
+with Welch's t-test (unequal variances) over the test cases. A negative Dice gap means the
+model trained on the other group does worse on g. For HD95 (lower is better) the same formula
+is applied, so there a positive gap means worse.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from stages.ct_fairness.organs import ORGANS
+
+SIGNIFICANCE_LEVELS = (0.05, 0.01)
+
+
+def performance_gap(score_same: Sequence[float], score_other: Sequence[float]) -> tuple[float, float]:
+    """``(gap_percent, p_value)`` of one test group's per-case scores under the same- and other-group model.
+
+    NaN scores (undefined cases) are left out. The gap is NaN when both means are zero; the p
+    value is NaN when either side has fewer than two scores.
+    """
+    same = np.asarray(score_same, dtype=np.float64)
+    other = np.asarray(score_other, dtype=np.float64)
+    same, other = same[np.isfinite(same)], other[np.isfinite(other)]
+    if len(same) == 0 or len(other) == 0:
+        return float("nan"), float("nan")
+    mean_same, mean_other = same.mean(), other.mean()
+    centre = (mean_same + mean_other) / 2.0
+    gap = 100.0 * (mean_other - mean_same) / centre if centre != 0 else float("nan")
+    if len(same) < 2 or len(other) < 2:
+        return float(gap), float("nan")
+    if np.ptp(same) == 0 and np.ptp(other) == 0:
+        return float(gap), (1.0 if mean_same == mean_other else 0.0)
+    p_value = stats.ttest_ind(same, other, equal_var=False).pvalue
+    return float(gap), float(p_value)
+
+
+def significance_mark(p_value: float, levels: Sequence[float] = SIGNIFICANCE_LEVELS) -> str:
+    """``'**'`` for p <= the stricter level, ``'*'`` for p <= the looser one, else ``''``."""
+    if not np.isfinite(p_value):
+        return ""
+    loose, strict = max(levels), min(levels)
+    return "**" if p_value <= strict else "*" if p_value <= loose else ""
+
+
+def gap_table(per_case: pd.DataFrame, metric: str, levels: Sequence[float] = SIGNIFICANCE_LEVELS) -> pd.DataFrame:
+    """One row per (experiment, organ, test group): both means, the gap, Welch's p and its mark.
+
+    ``per_case`` has columns experiment, variable, dataset, test_group, train_group, organ, and ``metric``.
+    """
+    rows = []
+    keys = ["experiment", "variable", "dataset", "organ", "test_group"]
+    for (experiment, variable, dataset, organ, test_group), rows_group in per_case.groupby(keys, sort=False):
+        same = rows_group.loc[rows_group.train_group == test_group, metric].to_numpy()
+        other_rows = rows_group[rows_group.train_group != test_group]
+        gap, p_value = performance_gap(same, other_rows[metric].to_numpy())
+        rows.append({
+            "experiment": experiment, "variable": variable, "dataset": dataset, "organ": organ, "metric": metric,
+            "test_group": test_group, "other_group": str(other_rows.train_group.iloc[0]) if len(other_rows) else "",
+            "mean_same": float(np.nanmean(same)) if np.isfinite(same).any() else float("nan"),
+            "mean_other": float(np.nanmean(other_rows[metric])) if np.isfinite(other_rows[metric]).any() else float("nan"),
+            "gap_percent": gap, "p_value": p_value, "significance": significance_mark(p_value, levels),
+            "n_cases": int(np.isfinite(same).sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def training_volume_spread(train_cases: Sequence[str], volumes: pd.DataFrame) -> dict[str, float]:
+    """Standard deviation (ml, ddof=1) of each organ's ground-truth volume over one training set.
+
+    ``volumes`` is indexed by case with columns ``volume_ml_<organ>``.
+    """
+    subset = volumes.loc[list(train_cases)]
+    return {organ: float(subset[f"volume_ml_{organ}"].std(ddof=1)) for organ in ORGANS}
+
+
+def volume_diversity_fit(spread: Sequence[float], dice: Sequence[float]) -> dict[str, float]:
+    """Pearson r (and p) of training-set volume SD against test Dice, with the least-squares line."""
+    x, y = np.asarray(spread, dtype=np.float64), np.asarray(dice, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"n": int(len(x)), "pearson_r": float("nan"), "p_value": float("nan"), "slope": float("nan"), "intercept": float("nan")}
+    result = stats.pearsonr(x, y)
+    slope, intercept = np.polyfit(x, y, 1)
+    return {"n": int(len(x)), "pearson_r": float(result.statistic), "p_value": float(result.pvalue),
+            "slope": float(slope), "intercept": float(intercept)}
+
+
+def true_group_effects(truth: pd.DataFrame, groups: dict[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+    """Per organ, the generator's systematic difference of the second group from the first.
+
+    ``volume_change_percent`` = 100 (mean volume scale of group 2 / that of group 1 - 1) and
+    ``hu_shift`` = mean organ attenuation of group 2 - that of group 1 (HU as the scanner shows it).
+    """
+    (first, first_cases), (second, second_cases) = list(groups.items())
+    indexed = truth.set_index("case")
+    a, b = indexed.loc[list(first_cases)], indexed.loc[list(second_cases)]
+    effects = {}
+    for organ in ORGANS:
+        effects[organ] = {
+            "volume_change_percent": float(100.0 * (b[f"volume_scale_{organ}"].mean() / a[f"volume_scale_{organ}"].mean() - 1.0)),
+            "hu_shift": float(b[f"hu_{organ}"].mean() - a[f"hu_{organ}"].mean()),
+            "noise_change_hu": float(b["noise_hu"].mean() - a["noise_hu"].mean()),
+        }
+    return effects
+
+
+def expected_direction(effect: dict[str, float], volume_threshold_percent: float, hu_threshold: float) -> str:
+    """``'negative'`` where the truth puts a real shift between the groups, ``'none'`` where it does not."""
+    shifted = (abs(effect["volume_change_percent"]) >= volume_threshold_percent or abs(effect["hu_shift"]) >= hu_threshold
+               or abs(effect.get("noise_change_hu", 0.0)) >= hu_threshold)
+    return "negative" if shifted else "none"
+
+
+def direction_agrees(expected: str, gaps: Sequence[float], p_values: Sequence[float], alpha: float = 0.05) -> bool:
+    """Whether measured Dice gaps point the way the truth predicts.
+
+    With a real shift (``'negative'``) the same-group models must do better on average: the mean
+    of the test groups' gaps is negative (one group may still gain, the effect being asymmetric).
+    Without one (``'none'``) no gap may be significant at ``alpha``.
+    """
+    gaps_array = np.asarray(gaps, dtype=np.float64)
+    if expected == "negative":
+        return bool(np.isfinite(gaps_array).all() and gaps_array.mean() < 0)
+    return bool(np.all(~(np.asarray(p_values, dtype=np.float64) <= alpha)))

@@ -1,0 +1,228 @@
+"""ct_fairness-train_<variable>: one 3D U-Net per (experiment, fold, training group) of one group variable.
+
+``python -m stages.ct_fairness.train sex`` trains every sex experiment's 5 folds x 2 groups
+(likewise ``age`` and ``dataset``); DVC runs one stage per variable so the three are
+independent branches a flow can run in parallel. Within a stage the models are independent
+jobs: run one after another, or with ``parallel.backend: ray`` as Ray tasks with the CPUs and
+GPUs per model from params (``parallel.address`` joins a running cluster).
+
+Both models of a fold start from the same initial weights and see the same augmentation
+stream, so they differ only in their training group.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import field_validator
+
+from stages.ct_fairness.folds import VARIABLES, load_splits
+from stages.ct_fairness.model import NetworkConfig
+from stages.ct_fairness.transforms import training_chain
+from stages.common.atomic import atomic_directory, write_json
+from stages.common.io import read_table, write_table
+from stages.common.params import ParamsError, StrictModel
+from stages.common.runtime import choose_device, progress
+from stages.common.stage import run_stage
+
+STUDY = "ct_fairness"
+
+
+class ParallelParams(StrictModel):
+    backend: Literal["serial", "ray"] = "serial"
+    address: str | None = None
+    cpus_per_model: float = 1.0
+    gpus_per_model: float = 0.0
+
+
+class TrainParams(StrictModel):
+    channels: list[int] = [8, 16, 32]
+    strides: list[int] = [2, 2]
+    res_units: int = 0
+    dropout: float = 0.0
+    patch: tuple[int, int, int] = (32, 32, 28)
+    samples_per_volume: int = 1
+    batch_size: int = 2
+    positive_fraction: float = 0.67
+    batch_dice: bool = True
+    iterations: int = 150
+    learning_rate: float = 0.02
+    weight_decay: float = 1e-5
+    flip_axes: list[int] = [2]
+    flip_probability: float = 0.0
+    intensity_shift: float = 0.05
+    intensity_scale: float = 0.05
+    cache_rate: float = 1.0
+    num_workers: int = 0
+    num_threads: int = 1
+    log_every: int = 10
+    parallel: ParallelParams = ParallelParams()
+
+    @field_validator("flip_axes")
+    @classmethod
+    def no_left_right_flip(cls, axes: list[int]) -> list[int]:
+        if any(a not in (1, 2) for a in axes):
+            raise ValueError("flip axes must be 1 (anterior-posterior) or 2 (superior-inferior); "
+                             "axis 0 (left-right) would swap the right and left kidney labels")
+        return axes
+
+    def network(self) -> NetworkConfig:
+        return NetworkConfig(tuple(self.channels), tuple(self.strides), self.res_units, tuple(self.patch), dropout=self.dropout)
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One model: the experiment, fold and group it belongs to, and its training cases (npz paths)."""
+
+    experiment: str
+    variable: str
+    dataset: str
+    fold: int
+    group: str
+    cases: tuple[str, ...]
+    paths: tuple[str, ...]
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}/fold{self.fold}_{self.group}"
+
+
+def jobs_for(variable: str, splits: dict, cases: pd.DataFrame, preprocessed: Path, seed: int) -> list[TrainJob]:
+    """Every (experiment, fold, group) of ``variable``; the seed depends on experiment and fold only."""
+    paths = {str(c): str(preprocessed / p) for c, p in zip(cases["case"], cases["path"])}
+    jobs = []
+    for experiment in splits["experiments"]:
+        if experiment["variable"] != variable:
+            continue
+        for fold in experiment["folds"]:
+            fold_seed = (seed * 1_000_003 + zlib.crc32(f"{experiment['name']}/{fold['index']}".encode())) % (2**31)
+            for group in experiment["groups"]:
+                members = tuple(fold["train"][group])
+                jobs.append(TrainJob(experiment["name"], variable, experiment["dataset"], int(fold["index"]), group,
+                                     members, tuple(paths[c] for c in members), fold_seed))
+    return jobs
+
+
+def polynomial_decay(step: int, total: int, power: float = 0.9) -> float:
+    """nnU-Net's learning-rate factor ``(1 - step / total) ** power``."""
+    return max(1.0 - step / max(total, 1), 0.0) ** power
+
+
+def train_one(job: TrainJob, params: TrainParams, device_name: str) -> dict:
+    """Train one model; returns its weights (CPU), loss history, time and patch count."""
+    from monai.data import CacheDataset, DataLoader
+    from monai.losses import DiceCELoss
+
+    if params.num_threads:
+        torch.set_num_threads(params.num_threads)
+    device = torch.device(device_name)
+    torch.manual_seed(job.seed)
+    network = params.network().build().to(device)
+    chain = training_chain(params.patch, params.samples_per_volume, params.positive_fraction, params.flip_axes,
+                           params.flip_probability, params.intensity_shift, params.intensity_scale)
+    chain.set_random_state(seed=job.seed)
+    data = [{"case": c, "path": p} for c, p in zip(job.cases, job.paths)]
+    dataset = CacheDataset(data, transform=chain, cache_rate=params.cache_rate, num_workers=0, progress=False)
+    loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, num_workers=params.num_workers,
+                        generator=torch.Generator().manual_seed(job.seed), drop_last=len(data) >= params.batch_size)
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True, batch=params.batch_dice)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: polynomial_decay(step, params.iterations))
+    history, recent, patches, step = [], [], 0, 0
+    started = time.perf_counter()
+    network.train()
+    while step < params.iterations:
+        for batch in loader:
+            image, label = batch["image"].to(device), batch["label"].to(device)
+            loss = loss_function(network(image), label)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            step += 1
+            patches += int(image.shape[0])
+            recent.append(float(loss.detach()))
+            if step % params.log_every == 0 or step == params.iterations:
+                history.append({"step": step, "loss": float(np.mean(recent))})
+                recent = []
+            if step >= params.iterations:
+                break
+    seconds = time.perf_counter() - started
+    return {"state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}, "history": history,
+            "seconds": seconds, "patches": patches}
+
+
+def run_jobs(jobs: list[TrainJob], params: TrainParams, device_name: str) -> list[dict]:
+    """Every job's result, in job order: one after another, or as Ray tasks."""
+    if params.parallel.backend == "serial":
+        return [train_one(job, params, device_name) for job in progress(jobs, "training models", len(jobs))]
+    import ray
+
+    ray.init(address=params.parallel.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(train_one).options(num_cpus=params.parallel.cpus_per_model, num_gpus=params.parallel.gpus_per_model)
+    device_for_task = "cuda" if params.parallel.gpus_per_model > 0 else "cpu"
+    futures = [remote.remote(job, params, device_for_task) for job in jobs]
+    results = []
+    for future in progress(futures, "training models (ray)", len(futures)):
+        results.append(ray.get(future))
+    return results
+
+
+def save_model(path: Path, job: TrainJob, params: TrainParams, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": result["state_dict"], "config": params.network().to_dict(), "experiment": job.experiment,
+                "fold": job.fold, "group": job.group, "train_cases": list(job.cases), "history": result["history"]}, path)
+
+
+def main() -> None:
+    with run_stage(STUDY, "train", TrainParams) as ctx:
+        variable = sys.argv[1] if len(sys.argv) > 1 else ""
+        if variable not in VARIABLES:
+            raise ParamsError(f"ct_fairness-train: give the group variable to train as the argument, one of {VARIABLES} (got {variable!r})")
+        p = ctx.params
+        device = choose_device(ctx.common.device)
+        preprocessed = ctx.data / "interim" / "preprocessed"
+        cases = read_table(preprocessed / "cases.csv", ("case", "path"), dtype={"case": str})
+        jobs = jobs_for(variable, load_splits(ctx.data), cases, preprocessed, ctx.common.seed)
+        import mlflow
+
+        mlflow.log_param("variable", variable)
+        print(f"training {len(jobs)} models for {variable} on {device.type}")
+        results = run_jobs(jobs, p, device.type)
+
+        out = ctx.data / "models" / variable
+        rows, curves = [], []
+        with atomic_directory(out) as staging:
+            for job, result in zip(jobs, results):
+                relative = f"{job.experiment}/fold{job.fold}_{job.group}.pt"
+                save_model(staging / relative, job, p, result)
+                rows.append({"experiment": job.experiment, "variable": job.variable, "dataset": job.dataset, "fold": job.fold,
+                             "group": job.group, "model": relative, "train_cases": " ".join(job.cases),
+                             "n_train": len(job.cases), "final_loss": result["history"][-1]["loss"],
+                             "seconds": result["seconds"], "patches": result["patches"]})
+                curves += [{"model": job.name, **point} for point in result["history"]]
+            write_table(staging / "models.csv", pd.DataFrame(rows))
+        table = pd.DataFrame(rows)
+        curve = pd.DataFrame(curves).groupby("step", as_index=False)["loss"].mean()
+        seconds = float(table.seconds.sum())
+        summary = {"models": len(table), "final_loss_mean": float(table.final_loss.mean()),
+                   "patches_per_second": float(table.patches.sum() / seconds) if seconds else 0.0,
+                   "training_seconds": seconds, "device": device.type, "backend": p.parallel.backend}
+        write_json(ctx.data / "metrics" / f"train_{variable}.json", summary)
+        write_table(ctx.data / "metrics" / f"train_{variable}_loss.csv", curve)
+        for row in curve.itertuples():
+            ctx.log_metrics({"train_loss": row.loss}, step=int(row.step))
+        ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        ctx.log_artifact(out / "models.csv")
+
+
+if __name__ == "__main__":
+    main()

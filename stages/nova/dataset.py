@@ -1,0 +1,313 @@
+"""NOVA as distributed, both layouts, and the ingest manifest the later stages read.
+
+CSV layout (a folder):
+
+- ``captions.csv``: filename, case_id, scan_id, caption (one row per slice)
+- ``case_metadata.csv``: case_id, clinical_history, final_diagnosis (one row per case)
+- ``bboxes_gold.csv``: filename, x, y, width, height (one row per gold box; slices without a
+  box have no row)
+- the slices as PNG, named like ``case0183_001.png``, in ``images/`` (or beside the CSVs)
+
+Parquet layout (``nova-v1.parquet``, Hugging Face ``datasets`` style): one row per slice with
+``image`` (``{"bytes", "path"}``), ``bbox_gold`` (``{"x": [...], "y": [...], "width": [...],
+"height": [...]}``, parallel lists), ``bbox_raters`` (the same plus ``"rater"``, or null), and
+``filename``, ``case_id``, ``scan_id``, ``caption``, ``clinical_history``, ``final_diagnosis``.
+Boxes are COCO ``[x, y, w, h]`` in pixels.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stages.common.atomic import atomic_path
+from stages.common.badinput import BadInputError
+from stages.common.io import FormatError, read_png, read_table, write_png, write_table
+from stages.common.paths import resolve_inside
+
+CAPTION_COLUMNS = ("filename", "case_id", "scan_id", "caption")
+METADATA_COLUMNS = ("case_id", "clinical_history", "final_diagnosis")
+GOLD_COLUMNS = ("filename", "x", "y", "width", "height")
+PARQUET_COLUMNS = ("image", "bbox_gold")
+PARQUET_TEXT_COLUMNS = ("filename", "case_id", "scan_id", "caption", "clinical_history", "final_diagnosis")
+MANIFEST_COLUMNS = ("image_id", "filename", "path", "case_id", "scan_id", "width", "height", "caption",
+                    "clinical_history", "final_diagnosis", "n_gold", "frequency")
+BOX_COLUMNS = ("image_id", "source", "x", "y", "width", "height")
+
+
+@dataclass
+class SliceRecord:
+    """One slice as read from either layout, before validation."""
+
+    filename: str
+    case_id: str
+    scan_id: Any
+    caption: str
+    gold: list[tuple[str, list[float]]]            # (where it was read, [x, y, w, h])
+    raters: list[tuple[str, int, list[float]]]     # (where, rater number, [x, y, w, h])
+    image_file: Path | None = None
+    image_bytes: bytes | None = None
+    where: str = ""
+    problem: str | None = None   # a defect found while reading (reported when the slice is validated)
+
+
+@dataclass
+class RawBenchmark:
+    layout: str
+    root: Path
+    slices: list[SliceRecord]
+    cases: dict[str, dict[str, Any]]   # case_id -> {"clinical_history", "final_diagnosis", "where"}
+    orphan_boxes: list[tuple[str, str]] = field(default_factory=list)  # (where, filename) of boxes of unknown slices
+
+
+# --------------------------------------------------------------------------- writing (synthetic)
+def write_nova_csv_layout(root: Path, cases) -> None:
+    """Write synthetic cases as NOVA's CSVs and PNG slices under ``root``."""
+    captions, metadata, gold = [], [], []
+    for case in cases:
+        metadata.append({"case_id": case.case_id, "clinical_history": case.clinical_history,
+                         "final_diagnosis": case.final_diagnosis})
+        for item in case.slices:
+            write_png(root / "images" / item.filename, item.image)
+            captions.append({"filename": item.filename, "case_id": case.case_id, "scan_id": item.scan_id,
+                             "caption": item.caption})
+            for x, y, w, h in item.gold:
+                gold.append({"filename": item.filename, "x": float(x), "y": float(y), "width": float(w), "height": float(h)})
+    write_table(root / "captions.csv", pd.DataFrame(captions, columns=list(CAPTION_COLUMNS)))
+    write_table(root / "case_metadata.csv", pd.DataFrame(metadata, columns=list(METADATA_COLUMNS)))
+    write_table(root / "bboxes_gold.csv", pd.DataFrame(gold, columns=list(GOLD_COLUMNS)))
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _box_struct(boxes: np.ndarray, raters: list[int] | None = None) -> dict[str, list]:
+    struct = {"x": [float(b[0]) for b in boxes], "y": [float(b[1]) for b in boxes],
+              "width": [float(b[2]) for b in boxes], "height": [float(b[3]) for b in boxes]}
+    if raters is not None:
+        struct = {"rater": [int(r) for r in raters], **struct}
+    return struct
+
+
+def write_nova_parquet(path: Path, cases) -> None:
+    """Write synthetic cases as one parquet with ``image``, ``bbox_gold``, ``bbox_raters`` (parallel lists)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for case in cases:
+        for item in case.slices:
+            rater_numbers = [r for r, boxes in item.raters for _ in boxes]
+            rater_boxes = np.concatenate([boxes for _, boxes in item.raters]) if item.raters else np.zeros((0, 4))
+            rows.append({
+                "image": {"bytes": _png_bytes(item.image), "path": item.filename},
+                "filename": item.filename, "case_id": case.case_id, "scan_id": int(item.scan_id),
+                "caption": item.caption, "clinical_history": case.clinical_history,
+                "final_diagnosis": case.final_diagnosis,
+                "bbox_gold": _box_struct(item.gold),
+                "bbox_raters": _box_struct(rater_boxes, rater_numbers) if len(rater_boxes) else None,
+            })
+    boxes = pa.struct([(k, pa.list_(pa.float64())) for k in ("x", "y", "width", "height")])
+    schema = pa.schema([
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("filename", pa.string()), ("case_id", pa.string()), ("scan_id", pa.int64()), ("caption", pa.string()),
+        ("clinical_history", pa.string()), ("final_diagnosis", pa.string()),
+        ("bbox_gold", boxes),
+        ("bbox_raters", pa.struct([("rater", pa.list_(pa.int64()))] + [(k, pa.list_(pa.float64())) for k in ("x", "y", "width", "height")])),
+    ])
+    with atomic_path(path) as temporary:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), temporary)
+
+
+# --------------------------------------------------------------------------- reading
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def find_layout(root: Path, layout: str = "auto") -> tuple[str, Path]:
+    """(layout, file or folder to read): ``auto`` prefers a parquet when one is present."""
+    if root.is_file() and root.suffix == ".parquet":
+        return "parquet", root
+    if not root.is_dir():
+        raise FormatError(root, "not a folder or a .parquet file")
+    parquets = sorted(root.glob("*.parquet")) + sorted((root / "data").glob("*.parquet")) if root.is_dir() else []
+    if layout == "parquet" or (layout == "auto" and parquets):
+        if not parquets:
+            raise FormatError(root, "no .parquet file found (layout: parquet)")
+        return "parquet", parquets[0]
+    if not (root / "captions.csv").is_file():
+        raise FormatError(root / "captions.csv", "file not found (neither the CSV layout nor a parquet is here)")
+    return "csv", root
+
+
+def read_csv_layout(root: Path) -> RawBenchmark:
+    """Read NOVA's CSV layout; missing columns are a FormatError naming the file and columns."""
+    captions = read_table(root / "captions.csv", CAPTION_COLUMNS, dtype={"filename": str, "case_id": str}, keep_default_na=False)
+    metadata = read_table(root / "case_metadata.csv", METADATA_COLUMNS, dtype={"case_id": str}, keep_default_na=False)
+    gold = read_table(root / "bboxes_gold.csv", GOLD_COLUMNS, dtype={"filename": str})
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    cases: dict[str, dict[str, Any]] = {}
+    for line, row in enumerate(metadata.itertuples(index=False), start=2):
+        cases[_text(row.case_id)] = {"clinical_history": _text(row.clinical_history),
+                                     "final_diagnosis": _text(row.final_diagnosis),
+                                     "where": f"case_metadata.csv line {line}"}
+    boxes_by_file: dict[str, list[tuple[str, list[float]]]] = {}
+    for line, row in enumerate(gold.itertuples(index=False), start=2):
+        values = [pd.to_numeric(v, errors="coerce") for v in (row.x, row.y, row.width, row.height)]
+        boxes_by_file.setdefault(_text(row.filename), []).append((f"bboxes_gold.csv line {line}", [float(v) for v in values]))
+    slices = []
+    for line, row in enumerate(captions.itertuples(index=False), start=2):
+        filename = _text(row.filename)
+        slices.append(SliceRecord(filename, _text(row.case_id), row.scan_id, _text(row.caption),
+                                  boxes_by_file.pop(filename, []), [], image_file=resolve_inside(image_dir, filename, "image filename"),
+                                  where=f"captions.csv line {line}"))
+    orphans = [(where, filename) for filename, boxes in boxes_by_file.items() for where, _ in boxes]
+    return RawBenchmark("csv", root, slices, cases, orphans)
+
+
+def _struct_boxes(struct: Any, where: str, with_rater: bool = False) -> list:
+    if struct is None or (isinstance(struct, float) and np.isnan(struct)):
+        return []
+    if not isinstance(struct, dict):
+        raise BadInputError(f"{where}: expected a struct of parallel lists, got {type(struct).__name__}")
+    keys = ("x", "y", "width", "height")
+    missing = [k for k in keys if k not in struct]
+    if missing:
+        raise BadInputError(f"{where}: missing list(s) {', '.join(missing)}")
+    lists = [list(struct[k]) if struct[k] is not None else [] for k in keys]
+    raters = list(struct["rater"]) if with_rater and struct.get("rater") is not None else []
+    lengths = {len(values) for values in lists} | ({len(raters)} if with_rater else set())
+    if len(lengths) > 1:
+        raise BadInputError(f"{where}: parallel lists have different lengths {sorted(lengths)}")
+    out = []
+    for index in range(len(lists[0])):
+        box = [float(lists[k][index]) if lists[k][index] is not None else float("nan") for k in range(4)]
+        out.append((f"{where}[{index}]", int(raters[index]), box) if with_rater else (f"{where}[{index}]", box))
+    return out
+
+
+def read_parquet_layout(path: Path) -> RawBenchmark:
+    """Read NOVA's parquet: image bytes, ``bbox_gold`` and ``bbox_raters`` as parallel lists."""
+    table = read_table(path, PARQUET_COLUMNS)
+    slices, cases = [], {}
+    for index, row in enumerate(table.to_dict("records")):
+        where = f"{path.name} row {index}"
+        image = row.get("image")
+        image_bytes = image.get("bytes") if isinstance(image, dict) else image if isinstance(image, (bytes, bytearray)) else None
+        image_path = image.get("path") if isinstance(image, dict) else None
+        filename = _text(row.get("filename")) or _text(image_path) or f"row{index:05d}.png"
+        case_id = _text(row.get("case_id")) or filename.split("_")[0]
+        record = SliceRecord(filename, case_id, row.get("scan_id", index), _text(row.get("caption")), [], [],
+                             image_bytes=bytes(image_bytes) if image_bytes is not None else None, where=where)
+        try:
+            record.gold = _struct_boxes(row.get("bbox_gold"), f"{where} bbox_gold")
+            record.raters = _struct_boxes(row.get("bbox_raters"), f"{where} bbox_raters", with_rater=True)
+        except BadInputError as error:
+            record.problem = str(error)
+        slices.append(record)
+        history, diagnosis = _text(row.get("clinical_history")), _text(row.get("final_diagnosis"))
+        known = cases.get(case_id)
+        if known is None or (not known["clinical_history"] and history):
+            cases[case_id] = {"clinical_history": history, "final_diagnosis": diagnosis, "where": where}
+    return RawBenchmark("parquet", path.parent, slices, cases)
+
+
+def read_benchmark(root: Path, layout: str = "auto") -> RawBenchmark:
+    """Read either layout from ``root`` (a folder, or the parquet file itself)."""
+    found, target = find_layout(root, layout)
+    return read_parquet_layout(target) if found == "parquet" else read_csv_layout(target)
+
+
+def decode_slice(record: SliceRecord) -> np.ndarray:
+    """The slice's pixels as a 2-D array (RGB is averaged to grey); a FormatError names the file."""
+    if record.image_file is not None:
+        pixels = read_png(record.image_file)
+        source: Any = record.image_file
+    elif record.image_bytes is not None:
+        from PIL import Image, UnidentifiedImageError
+
+        source = f"{record.where} image ({record.filename})"
+        try:
+            with Image.open(io.BytesIO(record.image_bytes)) as image:
+                image.load()
+                pixels = np.asarray(image)
+        except (UnidentifiedImageError, OSError) as error:
+            raise FormatError(source, f"not a readable PNG ({error})") from error
+    else:
+        raise FormatError(record.where or record.filename, "no image data")
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(axis=2).round().astype(np.uint8)
+    if pixels.ndim != 2 or min(pixels.shape) < 2:
+        raise FormatError(source, f"expected a 2-D grey slice, got shape {pixels.shape}")
+    return pixels
+
+
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """Integer pixels scaled to float32 in [0, 1] by their dtype's range."""
+    if np.issubdtype(pixels.dtype, np.integer):
+        return pixels.astype(np.float32) / float(np.iinfo(pixels.dtype).max)
+    return np.clip(pixels.astype(np.float32), 0, 1)
+
+
+# --------------------------------------------------------------------------- the ingest manifest
+@dataclass
+class Manifest:
+    """What ingest wrote: one row per slice, the boxes, and the folder the paths are relative to."""
+
+    images: pd.DataFrame
+    boxes: pd.DataFrame
+    root: Path
+
+    def image_path(self, relative: str) -> Path:
+        return resolve_inside(self.root, relative, "manifest path")
+
+    def boxes_of(self, source: str = "gold") -> dict[str, np.ndarray]:
+        """image id -> (k, 4) boxes of one source (gold, rater1, rater2), every image present."""
+        chosen = self.boxes[self.boxes["source"] == source]
+        grouped = {key: group[["x", "y", "width", "height"]].to_numpy(float) for key, group in chosen.groupby("image_id")}
+        return {image_id: grouped.get(image_id, np.zeros((0, 4))) for image_id in self.images["image_id"]}
+
+
+def load_manifest(study_data: Path, repo: Path) -> Manifest:
+    """The manifest, boxes and dataset root written by nova-ingest."""
+    folder = study_data / "interim" / "ingest"
+    images = read_table(folder / "manifest.csv", MANIFEST_COLUMNS, dtype={"image_id": str, "case_id": str, "filename": str},
+                        keep_default_na=False)
+    boxes = read_table(folder / "boxes.csv", BOX_COLUMNS, dtype={"image_id": str})
+    root = Path(json.loads((folder / "dataset.json").read_text())["root"])
+    return Manifest(images, boxes, root if root.is_absolute() else repo / root)
+
+
+def read_manifest_slice(manifest: Manifest, relative: str) -> np.ndarray:
+    """A benchmark slice as float32 in [0, 1]."""
+    pixels = read_png(manifest.image_path(relative))
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(axis=2).round().astype(np.uint8)
+    return to_unit(pixels)
+
+
+def load_predictions(path) -> tuple[dict, dict, dict, dict]:
+    """(image -> (boxes, scores), image -> caption, case -> diagnoses, image -> problems) of one model."""
+    payload = json.loads(path.read_text())
+    boxes, captions, diagnoses, problems = {}, {}, {}, {}
+    for case in payload["cases"]:
+        diagnoses[case["case_id"]] = case["diagnoses"]
+        for item in case["slices"]:
+            scores = item["scores"]
+            boxes[item["image_id"]] = (np.asarray(item["boxes"], dtype=float).reshape(-1, 4),
+                                       None if scores is None else np.asarray(scores, dtype=float))
+            captions[item["image_id"]] = item["caption"]
+            problems[item["image_id"]] = len(item["problems"])
+    return boxes, captions, diagnoses, problems

@@ -1,0 +1,273 @@
+"""A small client for OpenAI-compatible chat endpoints, and the parsing of model answers.
+
+The same ``POST {base_url}/chat/completions`` serves hosted GPT-4o and open models behind vLLM
+(``vllm serve Qwen/Qwen2.5-VL-72B-Instruct``) or similar servers. Each request has a timeout;
+timeouts, connection errors, HTTP 429 and 5xx are retried with exponential back-off; other
+HTTP errors are not. Every answer is cached on disk under a hash of the request (model,
+messages, temperature, max_tokens), so rerunning a stage sends no request it already sent.
+
+Prompts follow the paper's protocol (zero-shot, one task per request, boxes as
+``[ymin, xmin, ymax, xmax]`` on 0-1000); their exact wording was not published with the data
+and is written here.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stages.common.atomic import write_json
+
+SYSTEM_PROMPT = "You are an expert neuroradiologist reading a single brain MRI slice."
+LOCALISATION_PROMPT = (
+    "Localise every abnormality in this brain MRI slice. Answer with JSON only: a list of objects "
+    '{"box_2d": [ymin, xmin, ymax, xmax], "label": "<finding>", "confidence": <0-1>} with coordinates '
+    "normalised to 0-1000 of the image height and width. Answer [] if the slice looks normal."
+)
+CAPTION_PROMPT = (
+    "Describe the findings in this brain MRI slice in one or two sentences as a radiologist would: "
+    "plane and sequence, then location, size, signal and shape of any abnormality, or say that "
+    "there is no focal abnormality."
+)
+DIAGNOSIS_PROMPT = (
+    "Clinical history: {history}\nImaging findings: {findings}\n"
+    "Give the single most likely diagnosis and four alternative diagnoses, most likely first. "
+    'Answer with JSON only: {{"diagnosis": "<name>", "differentials": ["<name>", "<name>", "<name>", "<name>"]}}'
+)
+KEYWORD_PROMPT = (
+    "Extract the clinical and imaging keywords (findings, signal, location, shape, sequence, plane) "
+    'from this radiology caption. Answer with JSON only: {{"keywords": ["...", "..."]}}\nCaption: {caption}'
+)
+MATCH_PROMPT = (
+    "Gold diagnosis: {gold}\nCandidate diagnosis: {candidate}\n"
+    "Do they name the same disease (synonyms and spelling variants count as the same)? Answer yes or no."
+)
+
+
+class EndpointError(RuntimeError):
+    """The endpoint did not give an answer (after the allowed retries)."""
+
+
+class AnswerParseError(ValueError):
+    """A model answer is not in the form asked for; the message quotes its start."""
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    base_url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.1
+    max_tokens: int = 512
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 2.0
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0        # HTTP requests sent (retries included)
+    cache_hits: int = 0
+    retries: int = 0
+    failures: int = 0        # calls that gave up
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "cache_hits": self.cache_hits, "retries": self.retries, "failures": self.failures}
+
+
+@dataclass
+class ChatClient:
+    """``complete(messages) -> answer text``, cached, with timeouts and retries."""
+
+    config: EndpointConfig
+    cache_dir: Path | None = None
+    stats: ClientStats = field(default_factory=ClientStats)
+
+    def cache_key(self, messages: list[dict[str, Any]]) -> str:
+        payload = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
+                   "max_tokens": self.config.max_tokens}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def complete(self, messages: list[dict[str, Any]]) -> str:
+        key = self.cache_key(messages)
+        cached = self._cache_path(key)
+        if cached is not None and cached.is_file():
+            self.stats.cache_hits += 1
+            return json.loads(cached.read_text())["answer"]
+        answer = self._request_with_retries(messages)
+        if cached is not None:
+            write_json(cached, {"model": self.config.model, "answer": answer})
+        return answer
+
+    def _cache_path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
+
+    def _request_with_retries(self, messages: list[dict[str, Any]]) -> str:
+        last_problem = ""
+        for attempt in range(self.config.max_retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+            try:
+                return self._request(messages)
+            except urllib.error.HTTPError as error:
+                last_problem = f"HTTP {error.code} {error.reason}"
+                if error.code != 429 and error.code < 500:
+                    break
+            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as error:
+                reason = getattr(error, "reason", error)
+                last_problem = f"{type(error).__name__}: {reason}"
+        self.stats.failures += 1
+        raise EndpointError(f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempt(s) ({last_problem})")
+
+    def _request(self, messages: list[dict[str, Any]]) -> str:
+        body = json.dumps({"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
+                           "max_tokens": self.config.max_tokens}).encode()
+        headers = {"Content-Type": "application/json"}
+        api_key = os.environ.get(self.config.api_key_env, "")
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        request = urllib.request.Request(self.config.base_url.rstrip("/") + "/chat/completions", data=body,
+                                         headers=headers, method="POST")
+        self.stats.requests += 1
+        with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
+            payload = json.loads(response.read().decode("utf-8"))
+        try:
+            content = payload["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as error:
+            raise EndpointError(f"{self.config.base_url}: response without choices[0].message.content") from error
+        if isinstance(content, list):  # some servers return content parts
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return str(content)
+
+
+# --------------------------------------------------------------------------- messages
+def image_message(prompt: str, png_bytes: bytes) -> list[dict[str, Any]]:
+    """System prompt plus a user turn with the slice (PNG data URL) and the task."""
+    url = "data:image/png;base64," + base64.b64encode(png_bytes).decode("ascii")
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt}]}]
+
+
+def text_message(prompt: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+
+
+# --------------------------------------------------------------------------- parsing
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _quote(text: str) -> str:
+    short = " ".join(text.split())
+    return repr(short[:120] + ("..." if len(short) > 120 else ""))
+
+
+def extract_json(text: str) -> Any:
+    """The first JSON value in an answer (inside a code fence or bare)."""
+    fenced = _FENCE.search(text)
+    candidate = fenced.group(1) if fenced else text
+    decoder = json.JSONDecoder()
+    for index, char in enumerate(candidate):
+        if char in "[{":
+            try:
+                return decoder.raw_decode(candidate[index:])[0]
+            except json.JSONDecodeError:
+                continue
+    raise AnswerParseError(f"no JSON found in the answer {_quote(text)}")
+
+
+def _number_list(value: Any) -> list[float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return None
+
+
+def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
+    """Boxes ``[ymin, xmin, ymax, xmax]`` (0-1000) and confidences (None unless every box has one).
+
+    Accepts a list of 4-number lists, a list of objects with ``box_2d``/``bbox``/``box``, or an
+    object holding such a list under ``boxes``/``detections``. Raises AnswerParseError otherwise.
+    """
+    data = extract_json(text)
+    if isinstance(data, dict):
+        for key in ("boxes", "detections", "objects", "abnormalities"):
+            if key in data:
+                data = data[key]
+                break
+        else:
+            data = [data] if any(k in data for k in ("box_2d", "bbox", "box")) else data
+    if not isinstance(data, list):
+        raise AnswerParseError(f"expected a list of boxes, got {type(data).__name__} in {_quote(text)}")
+    boxes, scores = [], []
+    for item in data:
+        box = _number_list(item)
+        score = None
+        if box is None and isinstance(item, dict):
+            box = next((_number_list(item[k]) for k in ("box_2d", "bbox", "box") if k in item), None)
+            raw = item.get("confidence", item.get("score"))
+            score = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+        if box is None:
+            raise AnswerParseError(f"a box is not four numbers: {item!r:.80} in {_quote(text)}")
+        boxes.append(box)
+        scores.append(score)
+    return boxes, (scores if boxes and all(s is not None for s in scores) else None)
+
+
+def parse_diagnoses(text: str, count: int = 5) -> list[str]:
+    """Up to ``count`` diagnoses, most likely first, from JSON or from a numbered/bulleted list."""
+    try:
+        data = extract_json(text)
+    except AnswerParseError:
+        data = None
+    names: list[str] = []
+    if isinstance(data, dict):
+        first = data.get("diagnosis") or data.get("most_likely") or data.get("primary")
+        if isinstance(first, str):
+            names.append(first)
+        for key in ("differentials", "alternatives", "differential", "others"):
+            if isinstance(data.get(key), list):
+                names.extend(str(v) for v in data[key] if isinstance(v, (str, int, float)))
+                break
+    elif isinstance(data, list):
+        names = [str(v) for v in data if isinstance(v, (str, int, float))]
+    if not names:
+        lines = [re.sub(r"^\s*(?:\d+[.)]|[-*•])\s*", "", line).strip() for line in text.splitlines()]
+        names = [line for line, raw in zip(lines, text.splitlines()) if line and re.match(r"^\s*(?:\d+[.)]|[-*•])", raw)]
+    names = [n.strip() for n in names if n and n.strip()]
+    if not names:
+        raise AnswerParseError(f"no diagnosis found in the answer {_quote(text)}")
+    return names[:count]
+
+
+def parse_caption(text: str) -> str:
+    """The caption text (code fences and surrounding quotes removed); empty is a parse error."""
+    cleaned = _FENCE.sub(lambda m: m.group(1), text).strip().strip('"').strip()
+    if not cleaned:
+        raise AnswerParseError("empty caption")
+    return " ".join(cleaned.split())
+
+
+def parse_yes_no(text: str) -> bool:
+    """A yes/no answer (its first word decides)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    if words and words[0] in ("yes", "no"):
+        return words[0] == "yes"
+    raise AnswerParseError(f"not a yes/no answer: {_quote(text)}")
+
+
+def parse_keywords(text: str) -> list[str]:
+    data = extract_json(text)
+    if isinstance(data, dict):
+        data = data.get("keywords")
+    if not isinstance(data, list):
+        raise AnswerParseError(f"no keyword list in {_quote(text)}")
+    return [str(v).strip().lower() for v in data if str(v).strip()]

@@ -1,0 +1,109 @@
+"""nova-predict: run every configured model on every case through the one adapter interface.
+
+Models: ``normative`` (the healthy-slice detector, the structured captioner, the retrieval
+diagnoser), ``random_boxes`` (chance level) and, when ``openai_compatible.enabled``, an
+OpenAI-compatible chat endpoint. Its answers are cached under ``data/nova/cache/answers``
+(outside DVC's outputs, so a rerun sends no request it already sent). A problem with one answer
+leaves that output empty and is recorded; it never stops the run.
+"""
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from stages.common.atomic import atomic_directory, write_json
+from stages.common.badinput import BadInputError
+from stages.common.params import StrictModel
+from stages.common.runtime import progress
+from stages.common.stage import run_stage
+from stages.nova.dataset import Manifest, load_manifest, read_manifest_slice
+from stages.nova.models import CaseInput, NormativeBaseline, OpenAICompatibleModel, RandomBoxesModel, SliceInput
+from stages.nova.openai_client import ChatClient, EndpointConfig
+from stages.nova.train_normative import load_model
+
+STUDY = "nova"
+
+
+class EndpointParams(StrictModel):
+    enabled: bool = False
+    base_url: str = ""
+    model: str = "Qwen/Qwen2.5-VL-72B-Instruct"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.1
+    max_tokens: int = 512
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 2.0
+    diagnosis_findings: Literal["predicted", "gold"] = "predicted"
+
+    def endpoint(self) -> EndpointConfig:
+        return EndpointConfig(self.base_url, self.model, self.api_key_env, self.temperature, self.max_tokens,
+                              self.timeout_s, self.max_retries, self.backoff_s)
+
+
+class PredictParams(StrictModel):
+    models: list[Literal["normative", "random_boxes"]] = ["normative", "random_boxes"]
+    min_area: int = 8
+    max_boxes: int = 5
+    random_max_boxes: int = 3
+    openai_compatible: EndpointParams = EndpointParams()
+
+
+def case_inputs(manifest: Manifest) -> list[CaseInput]:
+    """The benchmark as the models see it: one input per case, slices in scan order."""
+    cases = []
+    for case_id, rows in manifest.images.sort_values(["case_id", "image_id"]).groupby("case_id", sort=True):
+        slices = [SliceInput(row.image_id, read_manifest_slice(manifest, row.path), manifest.image_path(row.path))
+                  for row in rows.itertuples()]
+        cases.append(CaseInput(str(case_id), str(rows.clinical_history.iloc[0]), slices, list(rows.caption)))
+    return cases
+
+
+def build_models(ctx) -> list:
+    p = ctx.params
+    models = []
+    for name in p.models:
+        if name == "normative":
+            models.append(NormativeBaseline(load_model(ctx.data / "models"), p.min_area, p.max_boxes))
+        else:
+            models.append(RandomBoxesModel(ctx.common.seed, p.random_max_boxes))
+    if p.openai_compatible.enabled:
+        if not p.openai_compatible.base_url:
+            raise BadInputError("nova.predict.openai_compatible.base_url: empty; set the endpoint (e.g. http://127.0.0.1:8000/v1)")
+        client = ChatClient(p.openai_compatible.endpoint(), ctx.data / "cache" / "answers")
+        models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings))
+    return models
+
+
+def main() -> None:
+    with run_stage(STUDY, "predict", PredictParams) as ctx:
+        manifest = load_manifest(ctx.data, ctx.root)
+        cases = case_inputs(manifest)
+        models = build_models(ctx)
+        out = ctx.data / "predictions"
+        summary = {}
+        with atomic_directory(out) as staging:
+            for model in models:
+                started = time.perf_counter()
+                predictions = [model.predict_case(case) for case in progress(cases, f"predicting ({model.name})", len(cases))]
+                seconds = time.perf_counter() - started
+                problems = [p for case in predictions for p in case.problems + [q for s in case.slices for q in s.problems]]
+                stats = model.client.stats.as_dict() if hasattr(model, "client") else {}
+                if hasattr(model, "client") and stats.get("failures") and stats["failures"] >= sum(len(c.slices) * 2 + 1 for c in cases):
+                    raise BadInputError(f"nova.predict.openai_compatible: every request to {model.client.config.base_url} failed; "
+                                        f"first problem: {problems[0] if problems else 'unknown'}")
+                summary[model.name] = {"cases": len(predictions), "slices": sum(len(c.slices) for c in predictions),
+                                       "seconds": seconds, "problems": len(problems), "problem_examples": problems[:10],
+                                       "client": stats}
+                write_json(staging / f"{model.name}.json", {"model": model.name, "cases": [c.to_json() for c in predictions]})
+            write_json(staging / "summary.json", summary)
+        for name, values in summary.items():
+            ctx.log_metrics({f"{name}.seconds": values["seconds"], f"{name}.problems": values["problems"],
+                             **{f"{name}.client.{k}": v for k, v in values["client"].items()}})
+        ctx.log_artifact(out / "summary.json")
+        print("nova-predict: " + ", ".join(f"{k} {v['slices']} slices in {v['seconds']:.1f} s, {v['problems']} problems"
+                                            for k, v in summary.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""nova-report: one HTML page with example cases, metric tables with intervals, the
+common-versus-rare breakdown and the published baselines (labelled as published)."""
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import patches  # noqa: E402
+
+from stages.common.atomic import atomic_directory  # noqa: E402
+from stages.common.io import read_table  # noqa: E402
+from stages.common.params import StrictModel  # noqa: E402
+from stages.common.report import HtmlReport  # noqa: E402
+from stages.common.stage import run_stage  # noqa: E402
+from stages.nova.dataset import load_manifest, load_predictions, read_manifest_slice  # noqa: E402
+
+STUDY = "nova"
+MODEL_COLOURS = {"normative": "#e8453c", "random_boxes": "#8c8cff", "openai_compatible": "#2ca02c"}
+# Real NOVA, as published (arXiv 2505.14064); context only, not comparable with a synthetic run.
+PUBLISHED = [
+    {"model": "Qwen2.5-VL-72B", "task": "localisation", "metric": "mAP@30 (%)", "value": 37.66},
+    {"model": "Qwen2-VL-72B", "task": "localisation", "metric": "mAP@30 (%)", "value": 25.02},
+    {"model": "Gemini 2.0 Flash", "task": "localisation", "metric": "mAP@30 (%)", "value": 20.16},
+    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 19.8},
+    {"model": "GPT-4o", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 15.7},
+    {"model": "Qwen2.5-VL-72B", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 13.6},
+    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "BLEU-4", "value": 1.83},
+    {"model": "Gemini 2.0 Flash", "task": "diagnosis", "metric": "Top-1 (%)", "value": 22.1},
+]
+
+
+class ReportParams(StrictModel):
+    examples: int = 6
+
+
+def example_figure(pixels: np.ndarray, gold: np.ndarray, raters: dict[str, np.ndarray], predicted: dict[str, np.ndarray], title: str):
+    """The slice with gold (gold), rater (dashed) and each model's boxes."""
+    figure, axis = plt.subplots(figsize=(4.2, 4.2))
+    axis.imshow(pixels, cmap="gray", vmin=0, vmax=1)
+    for x, y, w, h in gold:
+        axis.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor="gold", linewidth=2.2, label="gold"))
+    for (name, boxes), colour in zip(raters.items(), ("#40E0D0", "#FA8072")):
+        for x, y, w, h in boxes:
+            axis.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=1, linestyle="--", label=name))
+    for name, boxes in predicted.items():
+        for x, y, w, h in boxes:
+            axis.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=MODEL_COLOURS.get(name, "white"), linewidth=1.4, label=name))
+    handles, labels = axis.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        axis.legend(unique.values(), unique.keys(), loc="lower right", fontsize=7, framealpha=0.7)
+    axis.set_title(title, fontsize=9)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    return figure
+
+
+def pr_figure(curves: pd.DataFrame):
+    figure, axis = plt.subplots(figsize=(5, 3.6))
+    for column in curves.columns[1:]:
+        axis.plot(curves.recall, curves[column], label=column, color=MODEL_COLOURS.get(column))
+    axis.set_xlabel("recall")
+    axis.set_ylabel("interpolated precision")
+    axis.set_title("Precision-recall at IoU 0.3 (all slices)")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def interval_table(summary: pd.DataFrame, group: str) -> pd.DataFrame:
+    """Rows metric, a column per model: 'value [low, high]'."""
+    chosen = summary[summary.group == group].copy()
+
+    def cell(row) -> str:
+        if not np.isfinite(row.value):
+            return "n/a"
+        if row.metric in ("tp30", "fp30"):
+            return f"{row.value:.0f} [{row.low:.0f}, {row.high:.0f}]"
+        return f"{row.value:.3f} [{row.low:.3f}, {row.high:.3f}]"
+
+    chosen["cell"] = chosen.apply(cell, axis=1)
+    table = chosen.pivot_table(index=["task", "metric"], columns="model", values="cell", aggfunc="first", sort=False).reset_index()
+    return table
+
+
+def main() -> None:
+    with run_stage(STUDY, "report", ReportParams) as ctx:
+        manifest = load_manifest(ctx.data, ctx.root)
+        summary = read_table(ctx.data / "evaluation" / "summary.csv")
+        per_case = read_table(ctx.data / "evaluation" / "per_case.csv")
+        per_pathology = read_table(ctx.data / "evaluation" / "per_pathology.csv")
+        judges = json.loads((ctx.data / "evaluation" / "judges.json").read_text())
+        metrics = json.loads((ctx.data / "metrics" / "evaluate.json").read_text())
+        predict_summary = json.loads((ctx.data / "predictions" / "summary.json").read_text())
+        curves = read_table(ctx.data / "plots" / "pr_iou30.csv")
+        models = list(predict_summary)
+        predictions = {name: load_predictions(ctx.data / "predictions" / f"{name}.json") for name in models}
+
+        synthetic = json.loads((ctx.data / "interim" / "ingest" / "dataset.json").read_text())["source"] == "synthetic"
+        report = HtmlReport("nova: rare-anomaly localisation, captioning and diagnosis"
+                            + (" (synthetic smoke run)" if synthetic else ""))
+        images = manifest.images
+        report.paragraph(
+            f"{len(images)} slices from {images.case_id.nunique()} cases and {images.pathology.nunique()} pathologies "
+            f"({metrics['cases']['common']} cases of common, {metrics['cases']['rare']} of rare pathologies; rare = at most "
+            f"the configured number of cases in the benchmark). {int((images.n_gold == 0).sum())} slices have no gold box.")
+        if synthetic:
+            report.paragraph("The benchmark is synthetic: slices of the MNI152 template with painted 'pathologies' from the "
+                             "study's catalogue. The retrieval diagnoser reads the same catalogue the histories were drawn "
+                             "from, so its diagnosis scores here are an upper bound, not a finding.", note=True)
+        report.paragraph(f"Judges: caption keywords by {judges['caption_keywords']}; diagnoses by {judges['diagnosis']}. "
+                         f"METEOR: {judges['meteor']}. Intervals: {judges['bootstrap']}.", note=True)
+        if "normative_beats_random_map30" in metrics:
+            n, r = metrics["normative"]["map30"], metrics["random_boxes"]["map30"]
+            report.paragraph(f"Normative detector mAP@30 {n:.3f} against {r:.3f} for random boxes "
+                             f"({'better' if metrics['normative_beats_random_map30'] else 'not better'}).")
+
+        report.heading("Metrics (all cases)")
+        report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, ACC50, FNR50, F1 and Top-k on 0-1, "
+                                                       "BLEU-4, METEOR and ROUGE-L on 0-100, TP30 and FP30 are counts")
+        for group in ("common", "rare"):
+            report.heading(f"Metrics, {group} pathologies", level=3)
+            report.table(interval_table(summary, group), f"{group} pathologies only")
+        report.heading("Per pathology", level=3)
+        report.table(per_pathology.sort_values(["model", "cases"], ascending=[True, False]), "Top-k per pathology; tp30 out of gold_boxes")
+        report.heading("Precision-recall")
+        report.figure(pr_figure(curves), "interpolated precision at IoU 0.3; the area under each curve is its mAP@30")
+
+        report.heading("Example cases")
+        gold = manifest.boxes_of("gold")
+        raters = {f"rater{r}": manifest.boxes_of(f"rater{r}") for r in (1, 2)}
+        with_box = images[images.n_gold > 0].sort_values("image_id")
+        rare_first = pd.concat([with_box[with_box.frequency == "rare"].head(ctx.params.examples // 2), with_box])
+        examples = rare_first.drop_duplicates("image_id").head(ctx.params.examples)
+        for row in examples.itertuples():
+            pixels = read_manifest_slice(manifest, row.path)
+            predicted = {name: predictions[name][0].get(row.image_id, (np.zeros((0, 4)), None))[0] for name in models}
+            figure = example_figure(pixels, gold[row.image_id], {k: v[row.image_id] for k, v in raters.items()}, predicted,
+                                    f"{row.image_id} ({row.frequency}: {row.final_diagnosis})")
+            report.figure(figure, f"{row.image_id}: gold box (gold), raters (dashed), predicted boxes per model")
+            lines = [{"source": "gold caption", "text": row.caption}, {"source": "clinical history", "text": row.clinical_history}]
+            for name in models:
+                lines.append({"source": f"{name} caption", "text": predictions[name][1].get(row.image_id, "")})
+                ranked = predictions[name][2].get(row.case_id, [])
+                hit = per_case[(per_case.model == name) & (per_case.case_id == row.case_id)]
+                verdict = "" if hit.empty else f" (top-1 {'hit' if bool(hit.top1.iloc[0]) else 'miss'}, top-5 {'hit' if bool(hit.top5.iloc[0]) else 'miss'})"
+                lines.append({"source": f"{name} diagnoses", "text": "; ".join(ranked) + verdict})
+            report.table(lines, f"{row.image_id}: gold diagnosis '{row.final_diagnosis}'")
+
+        report.heading("Model runs")
+        report.table([{"model": k, "slices": v["slices"], "seconds": round(v["seconds"], 2), "problems": v["problems"],
+                       **{f"client.{a}": b for a, b in v["client"].items()}} for k, v in predict_summary.items()],
+                     "problems = answers that did not parse or requests that failed (scored as empty predictions)")
+        report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
+        report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
+        out = ctx.data / "report"
+        with atomic_directory(out) as staging:
+            report.write(staging / "index.html")
+        ctx.log_artifact(out / "index.html", "report")
+        print(f"report: {out / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()

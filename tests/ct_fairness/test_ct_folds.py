@@ -1,0 +1,76 @@
+"""The five-fold group design: equal single-group training sets, balanced disjoint test sets."""
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.ct_fairness.folds import GroupTooSmallError, age_group, build_experiments, fold_design, group_labels, split_table
+
+
+def groups_of(sizes):
+    return {name: [f"{name}{i:03d}" for i in range(size)] for name, size in sizes.items()}
+
+
+@pytest.mark.parametrize("sizes", [{"F": 12, "M": 12}, {"F": 23, "M": 11}, {"young": 5, "old": 9}])
+def test_design_properties(sizes):
+    groups = groups_of(sizes)
+    block, folds = fold_design(groups, 5, np.random.default_rng(0))
+    assert block == min(sizes.values()) // 5
+    assert len(folds) == 5
+    for fold in folds:
+        for name in groups:
+            assert len(fold.test[name]) == block                       # balanced test set
+            assert len(fold.train[name]) == 4 * block                  # equal-size single-group training sets
+            assert set(fold.train[name]).isdisjoint(fold.test[name])   # no train/test overlap
+            assert set(fold.train[name]) | set(fold.test[name]) <= set(groups[name])
+        assert set(fold.test) == set(groups)
+    for a, b in itertools.combinations(folds, 2):                      # every fold's test set is disjoint
+        for name in groups:
+            assert set(a.test[name]).isdisjoint(b.test[name])
+    for name in groups:                                                # the blocks cover 5 x block cases of each group
+        used = [c for fold in folds for c in fold.test[name]]
+        assert len(used) == len(set(used)) == 5 * block
+        for fold in folds:
+            assert sorted(fold.train[name]) == sorted(c for other in folds if other is not fold for c in other.test[name])
+
+
+def test_design_is_deterministic_and_independent_of_input_order():
+    groups = groups_of({"F": 10, "M": 13})
+    reversed_groups = {k: list(reversed(v)) for k, v in groups.items()}
+    first = fold_design(groups, 5, np.random.default_rng(7))
+    assert first == fold_design(reversed_groups, 5, np.random.default_rng(7))
+    assert first != fold_design(groups, 5, np.random.default_rng(8))
+
+
+def test_too_small_group_names_the_sizes():
+    with pytest.raises(GroupTooSmallError, match=r"experiment age_x: .*too small for 5 folds.*young=3, old=12"):
+        fold_design(groups_of({"young": 3, "old": 12}), 5, np.random.default_rng(0), what="experiment age_x")
+
+
+def test_age_bins_leave_the_middle_out():
+    assert [age_group(a, 40, 65) for a in (18, 40, 40.5, 64.9, 65, 90)] == ["young", "young", None, None, "old", "old"]
+
+
+def test_build_experiments_and_split_table():
+    rng = np.random.default_rng(0)
+    rows = []
+    for dataset in ("amos", "totalsegmentator"):
+        for i in range(20):
+            rows.append({"case": f"{dataset[:2]}{i:02d}", "dataset": dataset, "sex": "FM"[i % 2],
+                         "age": [30, 50, 70, 25][i % 4] + float(rng.integers(0, 5))})
+    cases = pd.DataFrame(rows)
+    experiments = build_experiments(cases, ["totalsegmentator"], True, 5, 40, 65, seed=0)
+    assert [e.name for e in experiments] == ["sex_totalsegmentator", "age_totalsegmentator", "dataset_both"]
+    sex, age, dataset = experiments
+    assert sex.group_sizes == {"F": 10, "M": 10} and sex.block_size == 2
+    assert age.group_sizes == {"young": 10, "old": 5} and age.block_size == 1
+    assert dataset.groups == ("amos", "totalsegmentator") and dataset.block_size == 4
+    labels = group_labels(cases, "age", 40, 65)
+    assert set(labels.dropna()) == {"young", "old"} and labels.isna().sum() == 10  # both datasets
+    table = split_table(experiments)
+    sex_rows = table[table.experiment == "sex_totalsegmentator"]
+    assert set(sex_rows.case.str[:2]) == {"to"}                        # within one dataset only
+    assert len(sex_rows[(sex_rows.fold == 0) & (sex_rows.role == "test")]) == 4
+    with pytest.raises(GroupTooSmallError, match="F=2, M=2"):
+        build_experiments(cases.iloc[[0, 1, 2, 3]], ["amos"], False, 5, 40, 65, seed=0)
