@@ -20,28 +20,6 @@ PATTERNS: tuple[str, ...] = ("Uniform", "ktUniform", "ktGaussian", "ktRadial")
 ACCELERATION_BUCKETS: tuple[int, ...] = (4, 8, 10, 12, 16, 20, 24)
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    num_cascades: int
-    chans: int
-    pools: int
-    sens_chans: int
-    sens_pools: int
-    adjacent_frames: int
-    num_prompts: int
-    prompt_dim: int
-
-    def build(self) -> torch.nn.Module:
-        from stages.cmr_recon.model import PromptUnrolledNet
-
-        return PromptUnrolledNet(
-            num_cascades=self.num_cascades, chans=self.chans, pools=self.pools, sens_chans=self.sens_chans,
-            sens_pools=self.sens_pools, adjacent_frames=self.adjacent_frames, num_prompts=self.num_prompts,
-            prompt_dim=self.prompt_dim, num_modalities=len(MODALITIES), num_patterns=len(PATTERNS),
-            num_accelerations=len(ACCELERATION_BUCKETS),
-        )
-
-
 def condition_indices(modality: str, pattern: str, acceleration: int) -> tuple[int, int, int]:
     """Embedding indices; an acceleration between buckets takes the nearest one."""
     bucket = int(np.argmin([abs(acceleration - b) for b in ACCELERATION_BUCKETS]))

@@ -11,7 +11,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from stages.cmr_recon.masks import effective_acceleration, make_mask  # noqa: E402
-from stages.common.atomic import atomic_directory  # noqa: E402
 from stages.common.io import read_table  # noqa: E402
 from stages.common.params import StrictModel  # noqa: E402
 from stages.common.report import HtmlReport  # noqa: E402
@@ -150,11 +149,7 @@ def main() -> None:
         report.table(PUBLISHED_PROMPTMR_PLUS, "PromptMR+ on CMRxRecon2023 validation at 10x, as published")
         report.paragraph("Published numbers are on real CMRxRecon data; the smoke run uses a small synthetic phantom, "
                          "so only the ordering of methods is meaningful here.", note=True)
-        out = ctx.data / "report"
-        with atomic_directory(out) as staging:
-            report.write(staging / "index.html")
-        ctx.log_artifact(out / "index.html", "report")
-        print(f"report: {out / 'index.html'}")
+        ctx.publish_report(report)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict
 from functools import lru_cache
@@ -22,9 +21,10 @@ import torch
 
 from stages.cmr_recon.dataset import apply_mask, load_manifest, manifest_file, with_time_axis
 from stages.cmr_recon.io import read_kspace
-from stages.cmr_recon.learned import NetworkConfig, build_inputs, condition_indices
+from stages.cmr_recon.learned import ACCELERATION_BUCKETS, MODALITIES, PATTERNS, build_inputs, condition_indices
 from stages.cmr_recon.losses import reconstruction_loss
 from stages.cmr_recon.masks import acs_mask, make_mask
+from stages.cmr_recon.model import PromptUnrolledNetConfig
 from stages.cmr_recon.transforms import ifft2c, rss
 from stages.common.atomic import atomic_directory, atomic_path, write_json
 from stages.common.io import write_table
@@ -53,11 +53,15 @@ class TrainParams(StrictModel):
     patterns: dict[Pattern, list[int]] = {"Uniform": [4, 8, 10], "ktUniform": [4, 8, 16], "ktGaussian": [4, 8, 16], "ktRadial": [4, 8, 16]}
     acs: int = 16
     cached_files: int = 64
-    num_threads: int = 0
+    num_threads: int = 0  # 0: torch's default (OMP_NUM_THREADS, which Ray sets from the task's num_cpus)
 
-    def network(self) -> NetworkConfig:
-        return NetworkConfig(self.num_cascades, self.chans, self.pools, self.sens_chans, self.sens_pools,
-                             self.adjacent_frames, self.num_prompts, self.prompt_dim)
+    def network(self) -> PromptUnrolledNetConfig:
+        return PromptUnrolledNetConfig(
+            num_cascades=self.num_cascades, chans=self.chans, pools=self.pools, sens_chans=self.sens_chans,
+            sens_pools=self.sens_pools, adjacent_frames=self.adjacent_frames, num_prompts=self.num_prompts,
+            prompt_dim=self.prompt_dim, num_modalities=len(MODALITIES), num_patterns=len(PATTERNS),
+            num_accelerations=len(ACCELERATION_BUCKETS),
+        )
 
 
 def training_fingerprint(params: TrainParams, seed: int, manifest_csv: Path) -> str:
@@ -99,7 +103,8 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
 def main() -> None:
     with run_stage(STUDY, "train", TrainParams) as ctx:
         p = ctx.params
-        torch.set_num_threads(p.num_threads or os.cpu_count() or 1)
+        if p.num_threads:
+            torch.set_num_threads(p.num_threads)
         device = choose_device(ctx.common.device)
         manifest, dataset_root = load_manifest(ctx.data, ctx.root)
         files = manifest[manifest["split"] == "train"].reset_index(drop=True)
@@ -166,7 +171,7 @@ def main() -> None:
 def load_model(models_dir: Path, device: torch.device) -> torch.nn.Module:
     """The trained network saved by this stage."""
     saved = torch.load(models_dir / "model.pt", map_location="cpu", weights_only=True)
-    model = NetworkConfig(**saved["config"]).build()
+    model = PromptUnrolledNetConfig(**saved["config"]).build()
     model.load_state_dict(saved["state_dict"])
     return model.to(device).eval()
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic
 
+from stages.common.atomic import atomic_directory
 from stages.common.badinput import BAD_INPUT_ERRORS, Quarantine
 from stages.common.params import CommonParams, ParamsError, ParamsModel, load_params
 from stages.common.paths import repo_root, study_dir
+from stages.common.report import HtmlReport
 from stages.common.runtime import seed_everything
 from stages.common.validation import ManifestValidationError
 
@@ -56,6 +58,16 @@ class StageContext(Generic[ParamsModel]):
         import mlflow
 
         mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def publish_report(self, report: HtmlReport) -> Path:
+        """Write ``data/<study>/report/index.html`` atomically, log it to MLflow and say where it is."""
+        out = self.data / "report"
+        with atomic_directory(out) as staging:
+            report.write(staging / "index.html")
+        page = out / "index.html"
+        self.log_artifact(page, "report")
+        print(f"report: {page}")
+        return page
 
     def save_quarantine(self, path: Path) -> None:
         """Save the quarantine list beside the outputs and log it (also when empty)."""

@@ -166,14 +166,17 @@ def run_jobs(jobs: list[TrainJob], params: TrainParams, device_name: str) -> lis
         return [train_one(job, params, device_name) for job in progress(jobs, "training models", len(jobs))]
     import ray
 
-    ray.init(address=params.parallel.address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(train_one).options(num_cpus=params.parallel.cpus_per_model, num_gpus=params.parallel.gpus_per_model)
-    device_for_task = "cuda" if params.parallel.gpus_per_model > 0 else "cpu"
-    futures = [remote.remote(job, params, device_for_task) for job in jobs]
-    results = []
-    for future in progress(futures, "training models (ray)", len(futures)):
-        results.append(ray.get(future))
-    return results
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=params.parallel.address, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(train_one).options(num_cpus=params.parallel.cpus_per_model, num_gpus=params.parallel.gpus_per_model)
+        device_for_task = "cuda" if params.parallel.gpus_per_model > 0 else "cpu"
+        futures = [remote.remote(job, params, device_for_task) for job in jobs]
+        return [ray.get(future) for future in progress(futures, "training models (ray)", len(futures))]
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def save_model(path: Path, job: TrainJob, params: TrainParams, result: dict) -> None:

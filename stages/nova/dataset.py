@@ -142,7 +142,7 @@ def find_layout(root: Path, layout: str = "auto") -> tuple[str, Path]:
         return "parquet", root
     if not root.is_dir():
         raise FormatError(root, "not a folder or a .parquet file")
-    parquets = sorted(root.glob("*.parquet")) + sorted((root / "data").glob("*.parquet")) if root.is_dir() else []
+    parquets = sorted(root.glob("*.parquet")) + sorted((root / "data").glob("*.parquet"))
     if layout == "parquet" or (layout == "auto" and parquets):
         if not parquets:
             raise FormatError(root, "no .parquet file found (layout: parquet)")

@@ -21,7 +21,14 @@ from stages.common.params import StrictModel
 from stages.common.stage import run_stage
 from stages.nova.dataset import load_manifest, load_predictions
 from stages.nova.judges import LLMJudge, LLMKeywordExtractor, SynonymJudge, top_k_hits
-from stages.nova.metrics import MatchTable, bootstrap_intervals, match_table, precision_recall_curve, summarise
+from stages.nova.metrics import (
+    MatchTable,
+    bootstrap_intervals,
+    grouped_indices,
+    match_table,
+    precision_recall_curve,
+    summarise,
+)
 from stages.nova.openai_client import ChatClient, EndpointConfig
 from stages.nova.text_metrics import CaptionScores, LexiconKeywordExtractor, score_captions
 
@@ -74,9 +81,9 @@ class ModelScores:
     """Everything needed to score one model on any subset of cases."""
 
     def __init__(self, table: MatchTable, captions: CaptionScores, top1: np.ndarray, top5: np.ndarray,
-                 image_case: np.ndarray, n_cases: int) -> None:
+                 members: list[np.ndarray]) -> None:
         self.table, self.captions, self.top1, self.top5 = table, captions, top1, top5
-        self.members = [np.nonzero(image_case == c)[0] for c in range(n_cases)]
+        self.members = members  # per case (sorted ids), the indices of its slices (sorted ids)
 
     def images_of(self, case_indices: np.ndarray) -> np.ndarray:
         parts = [self.members[c] for c in case_indices]
@@ -98,9 +105,8 @@ def main() -> None:
         manifest = load_manifest(ctx.data, ctx.root)
         images = manifest.images.sort_values("image_id").reset_index(drop=True)
         gold = manifest.boxes_of("gold")
-        cases = images.drop_duplicates("case_id").sort_values("case_id").reset_index(drop=True)
-        case_position = {case_id: i for i, case_id in enumerate(cases.case_id)}
-        image_case = images.case_id.map(case_position).to_numpy()
+        case_ids, members = grouped_indices(images.case_id.tolist())
+        cases = images.drop_duplicates("case_id").set_index("case_id").loc[case_ids].reset_index()
         group_cases = {"all": np.arange(len(cases)),
                        **{g: np.nonzero(cases.frequency.to_numpy() == g)[0] for g in ("common", "rare")}}
         extractor, judge = build_judges(ctx)
@@ -115,7 +121,7 @@ def main() -> None:
             caption_scores = score_captions(hypotheses, list(images.caption), list(images.n_gold > 0), extractor)
             ranked = [diagnoses.get(c, []) for c in cases.case_id]
             top1, top5 = top_k_hits(judge, ranked, list(cases.final_diagnosis))
-            scores = ModelScores(table, caption_scores, top1, top5, image_case, len(cases))
+            scores = ModelScores(table, caption_scores, top1, top5, members)
             results[name] = {}
             for group, chosen in group_cases.items():
                 values = scores.metrics(chosen)

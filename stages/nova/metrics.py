@@ -311,18 +311,6 @@ def grouped_indices(groups: Sequence[str]) -> tuple[list[str], list[np.ndarray]]
     return unique, [np.nonzero(labels == label)[0] for label in unique]
 
 
-def cluster_statistic(members: list[np.ndarray], item_statistic: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], float]:
-    """Turn a statistic over item indices into one over cluster indices (a case bootstrap resamples
-    whole cases, all of a case's images together)."""
-
-    def statistic(cluster_indices: np.ndarray) -> float:
-        if len(cluster_indices) == 0:
-            return float("nan")
-        return item_statistic(np.concatenate([members[i] for i in cluster_indices]))
-
-    return statistic
-
-
 def mean_statistic(values: np.ndarray) -> Callable[[np.ndarray], float]:
     """``indices -> mean(values[indices])``, nan-aware."""
     values = np.asarray(values, dtype=float)

@@ -76,12 +76,19 @@ class EndpointConfig:
 @dataclass
 class ClientStats:
     requests: int = 0        # HTTP requests sent (retries included)
+    successes: int = 0       # requests that returned an answer
     cache_hits: int = 0
     retries: int = 0
     failures: int = 0        # calls that gave up
 
     def as_dict(self) -> dict[str, int]:
-        return {"requests": self.requests, "cache_hits": self.cache_hits, "retries": self.retries, "failures": self.failures}
+        return {"requests": self.requests, "successes": self.successes, "cache_hits": self.cache_hits,
+                "retries": self.retries, "failures": self.failures}
+
+    @property
+    def unusable(self) -> bool:
+        """Calls were made and none was answered, neither by the endpoint nor by the cache."""
+        return self.failures > 0 and self.successes == 0 and self.cache_hits == 0
 
 
 @dataclass
@@ -118,7 +125,9 @@ class ChatClient:
                 self.stats.retries += 1
                 time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
             try:
-                return self._request(messages)
+                answer = self._request(messages)
+                self.stats.successes += 1
+                return answer
             except urllib.error.HTTPError as error:
                 last_problem = f"HTTP {error.code} {error.reason}"
                 if error.code != 429 and error.code < 500:

@@ -153,9 +153,10 @@ def main() -> None:
             report.table(lines, f"{row.image_id}: gold diagnosis '{row.final_diagnosis}'")
 
         report.heading("Model runs")
-        report.table([{"model": k, "slices": v["slices"], "seconds": round(v["seconds"], 2), "problems": v["problems"],
-                       **{f"client.{a}": b for a, b in v["client"].items()}} for k, v in predict_summary.items()],
-                     "problems = answers that did not parse or requests that failed (scored as empty predictions)")
+        report.table([{"model": k, "slices": v["slices"], "problems": v["problems"],
+                       "first problems": "; ".join(v["problem_examples"][:3])} for k, v in predict_summary.items()],
+                     "problems = answers that did not parse or requests that failed (scored as empty predictions); "
+                     "request and cache counts are in the nova-predict MLflow run")
         report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
         report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
         out = ctx.data / "report"

@@ -193,16 +193,24 @@ class _Synset:
     def lemmas(self) -> list[_Lemma]:
         return self._lemmas
 
+    def lemma_names(self) -> list[str]:
+        return [lemma.name() for lemma in self._lemmas]
+
 
 class LexiconSynonyms:
     """The part of nltk's WordNet reader that METEOR uses (``synsets(word)``), answered from
     :data:`SYNONYM_GROUPS` instead of WordNet."""
 
     def __init__(self, groups: Sequence[frozenset[str]] = SYNONYM_GROUPS) -> None:
+        from nltk.stem.porter import PorterStemmer
+
+        # nltk stems the words its exact and stem stages left unmatched before asking for
+        # synonyms, so each group answers for, and lists, its words' Porter stems as well.
+        stem = PorterStemmer().stem
         self._by_word: dict[str, list[_Synset]] = {}
         for group in groups:
-            synset = _Synset(group)
-            for word in group:
+            synset = _Synset(frozenset(group) | {stem(word) for word in group})
+            for word in synset.lemma_names():
                 self._by_word.setdefault(word, []).append(synset)
 
     def synsets(self, word: str) -> list[_Synset]:

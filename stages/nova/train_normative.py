@@ -96,14 +96,13 @@ def main() -> None:
             "calibration_sequence_accuracy": sequence_hits / len(calibration),
             "calibration_plane_accuracy": plane_hits / len(calibration),
             "calibration_slices_with_a_box": fired / len(calibration),
-            "fit_seconds": seconds,
         }
         out = ctx.data / "models"
         with atomic_directory(out) as staging:
             write_npz(staging / "normative.npz", model.to_arrays())
             write_json(staging / "normative.json", {"config": config.__dict__, **summary})
         write_json(ctx.data / "metrics" / "train_normative.json", summary)
-        ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        ctx.log_metrics({**{k: v for k, v in summary.items() if isinstance(v, (int, float))}, "fit_seconds": seconds})
         ctx.log_artifact(out / "normative.json")
 
 

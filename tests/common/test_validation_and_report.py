@@ -42,3 +42,10 @@ def test_report_embeds_figures_and_escapes_tables(tmp_path):
     html = report.write(tmp_path / "r.html").read_text()
     assert "R &amp; D" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "31.23" in html
     assert html.count("data:image/png;base64,") == 1
+
+
+def test_saved_result_is_identical_for_identical_manifests(tmp_path):
+    manifest = pd.DataFrame({"age": [30, 70], "sex": ["F", "M"]})
+    validate_manifest(manifest, "ok", SUITE, tmp_path / "a.json")
+    validate_manifest(manifest, "ok", SUITE, tmp_path / "b.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()

@@ -6,7 +6,7 @@ import pytest
 
 from stages.ct_fairness.datasets import (AMOS_META, CaseRecord, list_amos, list_totalsegmentator, read_case, write_amos_case,
                                          write_totalsegmentator_case)
-from stages.ct_fairness.organs import AMOS_CLASSES, TOTALSEG_MERGED_DEFAULT
+from stages.ct_fairness.organs import TOTALSEG_MERGED_DEFAULT
 from stages.common.badinput import BadInputError
 from stages.common.io import write_nifti
 

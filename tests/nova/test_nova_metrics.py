@@ -11,7 +11,6 @@ from stages.nova.metrics import (
     COCO_THRESHOLDS,
     bootstrap_interval,
     bootstrap_intervals,
-    cluster_statistic,
     grouped_indices,
     implied_scores,
     localisation_metrics,
@@ -151,14 +150,15 @@ def test_bootstrap_mean_matches_normal_theory():
     assert (high - low) / 2 == pytest.approx(half_width, rel=0.1)
 
 
-def test_cluster_bootstrap_resamples_whole_groups():
-    # Two cases: every image of case "a" is 0, every image of case "b" is 1. A case resample is
-    # either all-a, all-b or mixed, so the statistic only takes the values 0, 1/2 (weighted) or 1.
-    groups = ["a", "a", "a", "b"]
-    labels, members = grouped_indices(groups)
-    assert labels == ["a", "b"]
-    statistic = cluster_statistic(members, mean_statistic(np.array([0.0, 0.0, 0.0, 1.0])))
-    seen = {round(statistic(np.array(draw)), 6) for draw in ([0, 0], [1, 1], [0, 1])}
-    assert seen == {0.0, 1.0, 0.25}
-    intervals = bootstrap_intervals(lambda d: {"m": statistic(d), "nan": float("nan")}, 2, n_resamples=50, seed=0)
-    assert intervals["m"][0] == 0.0 and intervals["m"][1] == 1.0 and np.isnan(intervals["nan"][0])
+def test_grouped_indices_and_several_intervals_at_once():
+    labels, members = grouped_indices(["b", "a", "b", "c"])
+    assert labels == ["a", "b", "c"] and [m.tolist() for m in members] == [[1], [0, 2], [3]]
+    values = np.array([0.0, 1.0, 0.0, 1.0])  # case a: 1; case b: 0, 0; case c: 1
+
+    def statistic(cases):
+        chosen = np.concatenate([members[c] for c in cases])
+        return {"mean": values[chosen].mean(), "never": float("nan")}
+
+    intervals = bootstrap_intervals(statistic, 3, n_resamples=300, seed=0)
+    # A case resample of only b gives 0, of only a/c gives 1: the interval spans the extremes.
+    assert intervals["mean"] == (0.0, 1.0) and np.isnan(intervals["never"][0])
