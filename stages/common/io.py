@@ -131,10 +131,30 @@ def read_nifti(path: PathLike, dtype: Any = np.float32) -> tuple[np.ndarray, np.
         data = np.asarray(image.get_fdata(dtype=np.float64) if dtype is not None else image.dataobj)
     except Exception as error:  # nibabel raises many kinds for a damaged file
         raise FormatError(path, f"not a readable NIfTI file ({error})") from error
+    stored = stored_nifti_spacing(path)
+    if any(s <= 0 for s in stored):
+        raise FormatError(path, f"non-positive voxel spacing {stored}")
     spacing = tuple(float(s) for s in image.header.get_zooms()[: data.ndim])
-    if any(s <= 0 for s in spacing):
-        raise FormatError(path, f"non-positive voxel spacing {spacing}")
     return (data.astype(dtype) if dtype is not None else data), np.asarray(image.affine), spacing
+
+
+def stored_nifti_spacing(path: PathLike) -> tuple[float, ...]:
+    """Voxel spacing (up to 3 axes) exactly as the NIfTI header stores it.
+
+    nibabel silently replaces a zero spacing by 1 and a negative one by its absolute value when
+    it loads a file, so the raw header is read unchecked to see what the file really says.
+    """
+    import nibabel as nib
+
+    if not Path(path).is_file():
+        raise FormatError(path, "file not found")
+    try:
+        with nib.openers.ImageOpener(str(path)) as handle:
+            header = nib.Nifti1Header.from_fileobj(handle, check=False)
+    except Exception as error:  # nibabel raises many kinds for a damaged header
+        raise FormatError(path, f"not a readable NIfTI header ({error})") from error
+    dims = int(header["dim"][0])
+    return tuple(float(v) for v in header["pixdim"][1 : 1 + min(dims, 3)])
 
 
 def write_nifti(path: PathLike, array: np.ndarray, spacing: tuple[float, ...] | None = None,

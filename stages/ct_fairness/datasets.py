@@ -26,7 +26,7 @@ import numpy as np
 from stages.ct_fairness.metadata import amos_case_id
 from stages.ct_fairness.organs import ORGANS, amos_to_organ_table, map_labels, merge_binary_masks, merged_to_organ_table
 from stages.common.badinput import BadInputError
-from stages.common.io import FormatError, read_nifti, read_table, write_nifti
+from stages.common.io import FormatError, read_nifti, read_table, stored_nifti_spacing, write_nifti
 from stages.common.paths import resolve_inside
 
 TOTALSEG = "totalsegmentator"
@@ -164,22 +164,8 @@ def to_ras(array: np.ndarray, affine: np.ndarray, spacing: tuple[float, ...]) ->
 
 
 def stored_spacing(path: Path) -> tuple[float, ...]:
-    """Voxel spacing exactly as the NIfTI header stores it.
-
-    nibabel silently replaces zero spacing by 1 and negative spacing by its absolute value when
-    it loads a file, so the raw header is read here to see what the file really says.
-    """
-    import nibabel as nib
-
-    if not Path(path).is_file():
-        raise FormatError(path, "file not found")
-    try:
-        with nib.openers.ImageOpener(str(path)) as handle:
-            header = nib.Nifti1Header.from_fileobj(handle, check=False)
-    except Exception as error:  # nibabel raises many kinds for a damaged header
-        raise FormatError(path, f"not a readable NIfTI header ({error})") from error
-    dims = int(header["dim"][0])
-    return tuple(float(v) for v in header["pixdim"][1: 1 + min(dims, 3)])
+    """Voxel spacing exactly as the NIfTI header stores it (see ``stored_nifti_spacing``)."""
+    return stored_nifti_spacing(path)
 
 
 def _read_checked(where: str, path: Path, name: str, dtype=np.float32):

@@ -14,7 +14,6 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from stages.ct_fairness.folds import VARIABLES  # noqa: E402
 from stages.ct_fairness.organs import ORGANS  # noqa: E402
-from stages.common.atomic import atomic_directory  # noqa: E402
 from stages.common.io import read_table  # noqa: E402
 from stages.common.params import StrictModel  # noqa: E402
 from stages.common.report import HtmlReport  # noqa: E402
@@ -205,11 +204,7 @@ def main() -> None:
         if synthetic:
             report.paragraph("Numbers come from small synthetic phantoms and tiny U-Nets trained for a few hundred patches; "
                              "only the design and the direction of effects are meaningful, not the sizes.", note=True)
-        out = ctx.data / "report"
-        with atomic_directory(out) as staging:
-            report.write(staging / "index.html")
-        ctx.log_artifact(out / "index.html", "report")
-        print(f"report: {out / 'index.html'}")
+        ctx.publish_report(report)
 
 
 if __name__ == "__main__":

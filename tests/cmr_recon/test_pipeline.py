@@ -43,7 +43,7 @@ def test_study_runs_end_to_end_and_is_cached(project_copy):
     html = (data / "report" / "index.html").read_text()
     assert "data:image/png;base64," in html and "held out" in html and "published" in html.lower()
 
-    status = run_dvc(project_copy, "status")
+    status = run_dvc(project_copy, "status", "--with-deps", "cmr_recon-report")
     assert "up to date" in status.stdout
     again = run_dvc(project_copy, "repro", "--glob", "cmr_recon-*")
     assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout

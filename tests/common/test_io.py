@@ -102,3 +102,14 @@ def test_table_missing_columns_are_named(tmp_path):
     assert list(read_table(tmp_path / "t.csv", ("case",)).columns) == ["case", "age"]
     with pytest.raises(FormatError, match="missing column\\(s\\) sex"):
         read_table(tmp_path / "t.csv", ("case", "sex"))
+
+
+def test_nifti_with_non_positive_spacing_is_refused(tmp_path):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), np.eye(4)), str(tmp_path / "bad.nii"))
+    raw = bytearray((tmp_path / "bad.nii").read_bytes())
+    raw[76 + 8 : 76 + 16] = np.array([0.0, -2.0], "<f4").tobytes()  # pixdim[2], pixdim[3] in the NIfTI-1 header
+    (tmp_path / "bad.nii").write_bytes(bytes(raw))
+    with pytest.raises(FormatError, match=r"bad.nii: non-positive voxel spacing \(1.0, 0.0, -2.0\)"):
+        read_nifti(tmp_path / "bad.nii")
