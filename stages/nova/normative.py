@@ -183,8 +183,8 @@ def fit_normative_model(train: list[tuple[np.ndarray, np.ndarray, str, str]],
     The threshold is the ``quantile`` of the smoothed z-maps of the calibration slices.
     """
     rng = np.random.default_rng(seed)
-    features = {(i): descriptors(image, mask, config.depth_weight)[mask] for i, (image, mask, _, _) in enumerate(train)}
-    everything = np.concatenate(list(features.values()))
+    features = [descriptors(image, mask, config.depth_weight)[mask] for image, mask, _, _ in train]
+    everything = np.concatenate(features)
     scale = np.maximum(everything.std(axis=0), 1e-3)
     scale[-1] = 1.0  # depth keeps its own weight
     banks: dict[str, np.ndarray] = {}

@@ -12,7 +12,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import patches  # noqa: E402
 
-from stages.common.atomic import atomic_directory  # noqa: E402
 from stages.common.io import read_table  # noqa: E402
 from stages.common.params import StrictModel  # noqa: E402
 from stages.common.report import HtmlReport  # noqa: E402
@@ -159,11 +158,7 @@ def main() -> None:
                      "request and cache counts are in the nova-predict MLflow run")
         report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
         report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
-        out = ctx.data / "report"
-        with atomic_directory(out) as staging:
-            report.write(staging / "index.html")
-        ctx.log_artifact(out / "index.html", "report")
-        print(f"report: {out / 'index.html'}")
+        ctx.publish_report(report)
 
 
 if __name__ == "__main__":
