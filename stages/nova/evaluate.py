@@ -41,15 +41,9 @@ TASK_OF = {**{m: "localisation" for m in LOCALISATION}, **{m: "captioning" for m
 GROUPS = ("all", "common", "rare")
 
 
-class JudgeEndpointParams(StrictModel):
-    base_url: str = ""
-    model: str = "gpt-4o"
-    api_key_env: str = "OPENAI_API_KEY"
+class JudgeEndpointParams(EndpointConfig):
     temperature: float = 0.0
     max_tokens: int = 256
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 2.0
 
 
 class EvaluateParams(StrictModel):
@@ -70,8 +64,7 @@ def build_judges(ctx):
             from stages.common.badinput import BadInputError
 
             raise BadInputError("nova.evaluate.judge_endpoint.base_url: empty, but an openai_compatible judge is configured")
-        client = ChatClient(EndpointConfig(e.base_url, e.model, e.api_key_env, e.temperature, e.max_tokens, e.timeout_s,
-                                           e.max_retries, e.backoff_s), ctx.data / "cache" / "answers")
+        client = ChatClient(e, ctx.data / "cache" / "answers")
     extractor = LLMKeywordExtractor(client) if p.caption_judge == "openai_compatible" else LexiconKeywordExtractor()
     judge = LLMJudge(client) if p.diagnosis_judge == "openai_compatible" else SynonymJudge()
     return extractor, judge

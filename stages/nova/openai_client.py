@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.common.atomic import write_json
+from stages.common.params import StrictModel
 
 SYSTEM_PROMPT = "You are an expert neuroradiologist reading a single brain MRI slice."
 LOCALISATION_PROMPT = (
@@ -61,10 +62,11 @@ class AnswerParseError(ValueError):
     """A model answer is not in the form asked for; the message quotes its start."""
 
 
-@dataclass(frozen=True)
-class EndpointConfig:
-    base_url: str
-    model: str
+class EndpointConfig(StrictModel):
+    """An OpenAI-compatible chat endpoint and how to call it (also the params of every endpoint)."""
+
+    base_url: str = ""
+    model: str = "gpt-4o"
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.1
     max_tokens: int = 512

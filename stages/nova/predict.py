@@ -24,21 +24,10 @@ from stages.nova.train_normative import load_model
 STUDY = "nova"
 
 
-class EndpointParams(StrictModel):
+class EndpointParams(EndpointConfig):
     enabled: bool = False
-    base_url: str = ""
     model: str = "Qwen/Qwen2.5-VL-72B-Instruct"
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.1
-    max_tokens: int = 512
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 2.0
     diagnosis_findings: Literal["predicted", "gold"] = "predicted"
-
-    def endpoint(self) -> EndpointConfig:
-        return EndpointConfig(self.base_url, self.model, self.api_key_env, self.temperature, self.max_tokens,
-                              self.timeout_s, self.max_retries, self.backoff_s)
 
 
 class PredictParams(StrictModel):
@@ -70,7 +59,7 @@ def build_models(ctx) -> list:
     if p.openai_compatible.enabled:
         if not p.openai_compatible.base_url:
             raise BadInputError("nova.predict.openai_compatible.base_url: empty; set the endpoint (e.g. http://127.0.0.1:8000/v1)")
-        client = ChatClient(p.openai_compatible.endpoint(), ctx.data / "cache" / "answers")
+        client = ChatClient(p.openai_compatible, ctx.data / "cache" / "answers")
         models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings))
     return models
 
