@@ -17,10 +17,9 @@ import torch
 from stages.cmr_recon.classical import espirit_maps, sense_magnitude, sense_recon, time_averaged_kspace, zero_filled
 from stages.cmr_recon.dataset import load_manifest, manifest_file, with_time_axis
 from stages.cmr_recon.io import read_kspace, read_mask
-from stages.cmr_recon.learned import build_inputs, condition_indices, reconstruct
+from stages.cmr_recon.learned import build_inputs, condition_indices, load_model, reconstruct
 from stages.cmr_recon.masks import acs_mask
 from stages.cmr_recon.metrics import aggregate, fastmri_metrics, official_metrics, validation_crop, validation_indices
-from stages.cmr_recon.train import load_model
 from stages.cmr_recon.transforms import ifft2c, rss
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.io import read_table, write_table

@@ -8,11 +8,13 @@ k-space scaled by the 99th percentile of the zero-filled centre frame, and the c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from stages.cmr_recon.io import MODALITY_FOLDERS
+from stages.cmr_recon.model import PromptUnrolledNetConfig
 from stages.cmr_recon.transforms import ifft2c, rss
 
 MODALITIES: tuple[str, ...] = tuple(MODALITY_FOLDERS)
@@ -87,3 +89,11 @@ def reconstruct(model: torch.nn.Module, inputs: NetworkInputs, device: torch.dev
         image = model(part.masked_kspace, part.mask, part.acs_mask, part.condition)
         outputs.append((image * part.scale[:, None, None]).float().cpu().numpy())
     return np.concatenate(outputs)
+
+
+def load_model(models_dir: Path, device: torch.device) -> torch.nn.Module:
+    """The network saved by cmr_recon-train (``model.pt``: state dict and config), in eval mode."""
+    saved = torch.load(models_dir / "model.pt", map_location="cpu", weights_only=True)
+    model = PromptUnrolledNetConfig(**saved["config"]).build()
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()

@@ -168,13 +168,5 @@ def main() -> None:
         ctx.log_artifact(ctx.data / "metrics" / "train_loss.csv")
 
 
-def load_model(models_dir: Path, device: torch.device) -> torch.nn.Module:
-    """The trained network saved by this stage."""
-    saved = torch.load(models_dir / "model.pt", map_location="cpu", weights_only=True)
-    model = PromptUnrolledNetConfig(**saved["config"]).build()
-    model.load_state_dict(saved["state_dict"])
-    return model.to(device).eval()
-
-
 if __name__ == "__main__":
     main()
