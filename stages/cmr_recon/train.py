@@ -3,7 +3,8 @@
 Each step draws a training file, a pattern and acceleration from params, a fresh mask
 (the challenge's algorithms, new seed each step) and ``batch_size`` (slice, frame) pairs.
 A checkpoint is written after every epoch to ``data/cmr_recon/checkpoints/last.pt``; a rerun
-with the same params and data resumes from it instead of starting over.
+after an interruption, with the same params, code and data, resumes from it instead of starting
+over. It is deleted once the model is saved.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from stages.common.io import write_table
 from stages.common.params import StrictModel
 from stages.common.runtime import choose_device, progress
 from stages.common.stage import run_stage
+from stages.common.tracking import stage_input_hashes
 
 STUDY = "cmr_recon"
 Pattern = Literal["Uniform", "ktUniform", "ktGaussian", "ktRadial"]
@@ -64,13 +66,15 @@ class TrainParams(StrictModel):
         )
 
 
-def training_fingerprint(params: TrainParams, seed: int, manifest_csv: Path) -> str:
+def training_fingerprint(params: TrainParams, seed: int, input_hashes: dict[str, str]) -> str:
     """Identifies a training run: a checkpoint is resumed only when this matches.
 
-    ``epochs`` is left out so that raising it continues a finished run instead of restarting.
+    It covers the params, the seed and the hashes of every dependency of the stage (code and
+    data, as DVC sees them), so changed code or data never resumes a stale checkpoint.
+    ``epochs`` is left out so that raising it mid-run continues instead of restarting.
     """
-    payload = json.dumps({"params": params.model_dump(exclude={"epochs"}), "seed": seed}, sort_keys=True).encode()
-    return hashlib.md5(payload + manifest_csv.read_bytes()).hexdigest()
+    payload = {"params": params.model_dump(exclude={"epochs"}), "seed": seed, "inputs": input_hashes}
+    return hashlib.md5(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def draw_batch(rng: np.random.Generator, files: pd.DataFrame, read, params: TrainParams):
@@ -117,7 +121,7 @@ def main() -> None:
 
         model = p.network().build().to(device)
         optimiser = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
-        fingerprint = training_fingerprint(p, ctx.common.seed, ctx.data / "interim" / "ingest" / "manifest.csv")
+        fingerprint = training_fingerprint(p, ctx.common.seed, stage_input_hashes(f"{STUDY}-train", ctx.root))
         checkpoint_path = ctx.data / "checkpoints" / "last.pt"
         history: list[dict] = []
         start_epoch = 0
@@ -166,6 +170,7 @@ def main() -> None:
         write_table(ctx.data / "metrics" / "train_loss.csv", pd.DataFrame(history, columns=["epoch", "loss"]))
         ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
         ctx.log_artifact(ctx.data / "metrics" / "train_loss.csv")
+        checkpoint_path.unlink(missing_ok=True)  # it only serves an interrupted run; a forced rerun trains afresh
 
 
 if __name__ == "__main__":

@@ -94,3 +94,15 @@ def test_training_resumes_from_the_last_epoch_after_sigkill(project_copy):
     assert "resuming from" in resumed.stdout
     history = pd.read_csv(project_copy / "data" / "cmr_recon" / "metrics" / "train_loss.csv")
     assert list(history.epoch) == [1, 2, 3]
+    assert not checkpoint.exists()
+
+
+def test_a_checkpoint_is_only_resumed_for_the_same_params_code_and_data():
+    from stages.cmr_recon.train import TrainParams, training_fingerprint
+
+    inputs = {"stages/cmr_recon/model.py": "aaa", "data/cmr_recon/raw": "bbb.dir"}
+    reference = training_fingerprint(TrainParams(), 0, inputs)
+    assert training_fingerprint(TrainParams(epochs=9), 0, inputs) == reference  # more epochs continue
+    assert training_fingerprint(TrainParams(chans=4), 0, inputs) != reference
+    assert training_fingerprint(TrainParams(), 1, inputs) != reference
+    assert training_fingerprint(TrainParams(), 0, {**inputs, "stages/cmr_recon/model.py": "ccc"}) != reference
