@@ -8,14 +8,11 @@ The metrics are numpy code: there is no GPU path to time.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+from stages.nova.coco_reference import pycocotools_ap
 from stages.nova.metrics import COCO_THRESHOLDS, localisation_metrics
 
 N_IMAGES = 10_000
@@ -36,34 +33,6 @@ def random_benchmark(seed: int, n_images: int):
                 boxes[j, 2:] = np.abs(boxes[j, 2:]) + 1
         gt[f"case{i:05d}_001"], pred[f"case{i:05d}_001"] = gold, (boxes, rng.random(m))
     return gt, pred
-
-
-def pycocotools_ap(gt, pred, thresholds) -> np.ndarray:
-    ids = sorted(gt)
-    number = {image_id: n + 1 for n, image_id in enumerate(ids)}
-    annotations, detections, next_id = [], [], 1
-    for image_id in ids:
-        for box in gt[image_id]:
-            annotations.append({"id": next_id, "image_id": number[image_id], "category_id": 1, "iscrowd": 0,
-                                "bbox": box.tolist(), "area": float(box[2] * box[3])})
-            next_id += 1
-        boxes, scores = pred[image_id]
-        detections += [{"image_id": number[image_id], "category_id": 1, "bbox": b.tolist(), "score": float(s)}
-                       for b, s in zip(boxes, scores)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {"images": [{"id": number[i]} for i in ids], "annotations": annotations,
-                        "categories": [{"id": 1, "name": "anomaly"}]}
-        coco.createIndex()
-        evaluator = COCOeval(coco, coco.loadRes(detections), "bbox")
-        evaluator.params.iouThrs = np.asarray(thresholds, dtype=float)
-        evaluator.params.maxDets = [10_000]
-        evaluator.params.areaRng = [[0, 1e10]]
-        evaluator.params.areaRngLbl = ["all"]
-        evaluator.evaluate()
-        evaluator.accumulate()
-    precision = evaluator.eval["precision"][:, :, 0, 0, 0]
-    return np.array([row[row > -1].mean() for row in precision])
 
 
 def best_of(function, repeats: int = REPEATS) -> tuple[float, object]:

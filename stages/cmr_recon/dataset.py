@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from stages.common.io import read_table
-from stages.common.paths import resolve_inside
+from stages.common.paths import from_portable, resolve_inside
 
 MANIFEST_COLUMNS = ("subject", "modality", "path", "nt", "nz", "nc", "ny", "nx", "split", "held_out")
 
@@ -18,8 +18,7 @@ def load_manifest(study_data: Path, repo: Path) -> tuple[pd.DataFrame, Path]:
     """(manifest, dataset root) as written by cmr_recon-ingest."""
     folder = study_data / "interim" / "ingest"
     manifest = read_table(folder / "manifest.csv", MANIFEST_COLUMNS)
-    root = Path(json.loads((folder / "dataset.json").read_text())["root"])
-    return manifest, (root if root.is_absolute() else repo / root)
+    return manifest, from_portable(json.loads((folder / "dataset.json").read_text())["root"], repo)
 
 
 def manifest_file(dataset_root: Path, relative: str) -> Path:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from stages.cmr_recon.classical import espirit_maps, sense_magnitude, sense_recon, time_averaged_kspace, zero_filled
 from stages.cmr_recon.dataset import load_manifest, manifest_file, with_time_axis

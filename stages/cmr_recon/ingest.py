@@ -17,6 +17,7 @@ from stages.common.atomic import atomic_directory, write_json, write_text
 from stages.common.badinput import BadInputError
 from stages.common.io import write_table
 from stages.common.params import StrictModel
+from stages.common.paths import portable_path
 from stages.common.runtime import progress
 from stages.common.stage import run_stage
 from stages.common.validation import validate_manifest
@@ -49,11 +50,6 @@ def write_synthetic_dataset(root: Path, params: IngestParams, seed: int) -> None
             image = phantom.cardiac_phantom(modality, ny, nx, params.frames, params.slices, rng)
             kspace = phantom.simulate_kspace(image, maps, params.noise_std, rng)
             write_kspace(full_sample_path(root, subject, modality), kspace)
-
-
-def portable_path(path: Path, repo: Path) -> str:
-    """Relative to the repository when inside it, so outputs hash the same in every clone."""
-    return path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
 
 
 def manifest_row(subject: str, modality: str, path: Path, root: Path, kspace: np.ndarray) -> dict:

@@ -35,3 +35,15 @@ def resolve_inside(base: Path, relative: str | os.PathLike[str], what: str = "pa
     if candidate != base_resolved and base_resolved not in candidate.parents:
         raise UnsafePathError(f"{what} {str(relative)!r} resolves to {candidate}, outside {base_resolved}")
     return candidate
+
+
+def portable_path(path: Path, repo: Path) -> str:
+    """``path`` relative to the repository when inside it (so outputs hash the same in every clone), else absolute."""
+    path = Path(path)
+    return path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
+
+
+def from_portable(text: str | os.PathLike[str], repo: Path) -> Path:
+    """The inverse of :func:`portable_path`: relative paths are taken from the repository root."""
+    path = Path(text)
+    return path if path.is_absolute() else repo / path

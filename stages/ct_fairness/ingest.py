@@ -22,6 +22,7 @@ from stages.common.atomic import atomic_directory, write_json, write_text
 from stages.common.badinput import BadInputError
 from stages.common.io import write_table
 from stages.common.params import StrictModel
+from stages.common.paths import portable_path
 from stages.common.runtime import progress
 from stages.common.stage import run_stage
 from stages.common.validation import validate_manifest
@@ -30,59 +31,29 @@ STUDY = "ct_fairness"
 DatasetName = Literal["totalsegmentator", "amos"]
 
 
-class ScannerParams(StrictModel):
-    spacing: tuple[float, float, float] = (7.0, 7.0, 7.0)
-    fov_mm: tuple[float, float, float] = (336.0, 252.0, 224.0)
-    noise_hu: float = 12.0
-    offset_hu: float = 0.0
-    blur_mm: float = 0.0
-    enhancement: float = 1.0
-
-
-class EffectsParams(StrictModel):
-    female_volume_scale: dict[str, float] = dict(Effects().female_volume_scale)
-    female_hu_shift: dict[str, float] = dict(Effects().female_hu_shift)
-    old_volume_scale: dict[str, float] = dict(Effects().old_volume_scale)
-    old_hu_shift: dict[str, float] = dict(Effects().old_hu_shift)
-    old_kidney_descent_mm: float = 12.0
-    ageing_onset: float = 40.0
-    old_reference_age: float = 80.0
-    female_body_scale: float = 0.93
-    visceral_fat_fraction: dict[Literal["F", "M"], float] = {"F": 0.3, "M": 0.5}
-    visceral_fat_per_decade: float = 0.04
-    subcutaneous_fat_mm: dict[Literal["F", "M"], float] = {"F": 30.0, "M": 16.0}
-    individual_volume_sd: float = 0.08
-    shape_jitter: float = 0.07
-    position_sd_mm: float = 5.0
-
-
 class IngestParams(StrictModel):
     source: Literal["synthetic"] | dict[DatasetName, str] = "synthetic"
     cases_per_dataset: int = 24
     age_ranges: list[tuple[int, int]] = [(20, 40), (41, 64), (65, 88)]
     age_weights: list[float] = [0.42, 0.16, 0.42]
-    scanners: dict[DatasetName, ScannerParams] = {
-        TOTALSEG: ScannerParams(),
-        AMOS: ScannerParams(spacing=(6.0, 6.0, 9.0), fov_mm=(348.0, 264.0, 207.0), noise_hu=30.0, offset_hu=30.0,
-                            blur_mm=5.0, enhancement=0.75),
+    scanners: dict[DatasetName, Scanner] = {
+        TOTALSEG: Scanner(),
+        AMOS: Scanner(spacing=(6.0, 6.0, 9.0), fov_mm=(348.0, 264.0, 207.0), noise_hu=30.0, offset_hu=30.0,
+                      blur_mm=5.0, enhancement=0.75),
     }
-    effects: EffectsParams = EffectsParams()
+    effects: Effects = Effects()
     totalseg_merged_labels: dict[str, int] = TOTALSEG_MERGED_DEFAULT
     amos_max_ct_id: int = 500
     age_limits: tuple[float, float] = (0.0, 120.0)
 
 
-def effects_from(params: EffectsParams) -> Effects:
+def checked_effects(effects: Effects) -> Effects:
+    """The configured effects, refused when an organ of the table has no value."""
     for name in ("female_volume_scale", "female_hu_shift", "old_volume_scale", "old_hu_shift"):
-        missing = sorted(set(ORGANS) - set(getattr(params, name)))
+        missing = sorted(set(ORGANS) - set(getattr(effects, name)))
         if missing:
             raise BadInputError(f"ct_fairness.ingest.effects.{name}: missing organ(s) {missing}")
-    return Effects(**params.model_dump())
-
-
-def portable_path(path: Path, repo: Path) -> str:
-    """Relative to the repository when inside it, so outputs hash the same in every clone."""
-    return path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
+    return effects
 
 
 def manifest_row(record: CaseRecord, age: float, sex: str, volumes, label_shape: tuple[int, ...]) -> dict:
@@ -138,8 +109,8 @@ def main() -> None:
         raw, out = ctx.data / "raw", ctx.data / "interim" / "ingest"
         with atomic_directory(raw) as staging:
             if p.source == "synthetic":
-                scanners = {name: Scanner(**p.scanners[name].model_dump()) for name in DATASET_STYLES}
-                write_synthetic_datasets(staging, p.cases_per_dataset, scanners, effects_from(p.effects),
+                scanners = {name: p.scanners[name] for name in DATASET_STYLES}
+                write_synthetic_datasets(staging, p.cases_per_dataset, scanners, checked_effects(p.effects),
                                          p.age_ranges, p.age_weights, ctx.common.seed)
             else:
                 write_text(staging / "SOURCE.txt", "".join(f"{k}: {v}\n" for k, v in sorted(p.source.items())))

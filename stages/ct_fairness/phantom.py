@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
+from pydantic import ConfigDict
 from scipy import ndimage
 
 from stages.ct_fairness.organs import AMOS_CLASSES, ORGANS
@@ -49,8 +51,10 @@ class Effects:
 
     Volume scales and attenuation shifts of the organ table's organs; ageing is linear from
     ``ageing_onset`` (no effect at or below it) and reaches the ``old_*`` values at
-    ``old_reference_age``.
+    ``old_reference_age``. Also the type of ``ct_fairness.ingest.effects`` in params.yaml.
     """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     female_volume_scale: Mapping[str, float] = field(default_factory=lambda: {
         "liver": 0.8, "kidney_right": 0.82, "kidney_left": 0.82, "pancreas": 0.85})
@@ -63,9 +67,9 @@ class Effects:
     ageing_onset: float = 40.0
     old_reference_age: float = 80.0
     female_body_scale: float = 0.93
-    visceral_fat_fraction: Mapping[str, float] = field(default_factory=lambda: {"F": 0.3, "M": 0.5})
+    visceral_fat_fraction: Mapping[Literal["F", "M"], float] = field(default_factory=lambda: {"F": 0.3, "M": 0.5})
     visceral_fat_per_decade: float = 0.04
-    subcutaneous_fat_mm: Mapping[str, float] = field(default_factory=lambda: {"F": 30.0, "M": 16.0})
+    subcutaneous_fat_mm: Mapping[Literal["F", "M"], float] = field(default_factory=lambda: {"F": 30.0, "M": 16.0})
     individual_volume_sd: float = 0.08
     shape_jitter: float = 0.07
     position_sd_mm: float = 5.0
@@ -73,7 +77,9 @@ class Effects:
 
 @dataclass(frozen=True)
 class Scanner:
-    """How one dataset's scanners image the anatomy."""
+    """How one dataset's scanners image the anatomy (also the type of ``ct_fairness.ingest.scanners.<dataset>``)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     spacing: tuple[float, float, float] = (7.0, 7.0, 7.0)
     fov_mm: tuple[float, float, float] = (336.0, 252.0, 224.0)

@@ -22,6 +22,7 @@ from stages.common.atomic import atomic_directory, write_json
 from stages.common.badinput import BadInputError
 from stages.common.io import read_table, write_table
 from stages.common.params import StrictModel
+from stages.common.paths import from_portable
 from stages.common.runtime import progress
 from stages.common.stage import run_stage
 
@@ -50,7 +51,7 @@ def load_ingest(study_data: Path, repo: Path) -> tuple[pd.DataFrame, dict]:
     folder = study_data / "interim" / "ingest"
     manifest = read_table(folder / "manifest.csv", MANIFEST_COLUMNS, dtype={"case": str})
     info = json.loads((folder / "datasets.json").read_text())
-    info["roots"] = {name: (Path(root) if Path(root).is_absolute() else repo / root) for name, root in info["roots"].items()}
+    info["roots"] = {name: from_portable(root, repo) for name, root in info["roots"].items()}
     return manifest, info
 
 

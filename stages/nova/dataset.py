@@ -28,7 +28,7 @@ import pandas as pd
 from stages.common.atomic import atomic_path
 from stages.common.badinput import BadInputError
 from stages.common.io import FormatError, read_png, read_table, write_png, write_table
-from stages.common.paths import resolve_inside
+from stages.common.paths import from_portable, resolve_inside
 
 CAPTION_COLUMNS = ("filename", "case_id", "scan_id", "caption")
 METADATA_COLUMNS = ("case_id", "clinical_history", "final_diagnosis")
@@ -286,8 +286,7 @@ def load_manifest(study_data: Path, repo: Path) -> Manifest:
     images = read_table(folder / "manifest.csv", MANIFEST_COLUMNS, dtype={"image_id": str, "case_id": str, "filename": str},
                         keep_default_na=False)
     boxes = read_table(folder / "boxes.csv", BOX_COLUMNS, dtype={"image_id": str})
-    root = Path(json.loads((folder / "dataset.json").read_text())["root"])
-    return Manifest(images, boxes, root if root.is_absolute() else repo / root)
+    return Manifest(images, boxes, from_portable(json.loads((folder / "dataset.json").read_text())["root"], repo))
 
 
 def read_manifest_slice(manifest: Manifest, relative: str) -> np.ndarray:

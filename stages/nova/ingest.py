@@ -20,7 +20,7 @@ from stages.common.atomic import atomic_directory, write_json, write_text
 from stages.common.badinput import BadInputError
 from stages.common.io import read_png, read_table, write_png, write_table
 from stages.common.params import StrictModel
-from stages.common.paths import resolve_inside
+from stages.common.paths import portable_path, resolve_inside
 from stages.common.runtime import progress
 from stages.common.stage import run_stage
 from stages.common.validation import validate_manifest
@@ -43,11 +43,6 @@ class IngestParams(StrictModel):
     healthy_slices: int = 64
     frequency_exponent: float = 1.1
     rare_max_cases: int = 1
-
-
-def portable_path(path: Path, repo: Path) -> str:
-    """Relative to the repository when inside it, so outputs hash the same in every clone."""
-    return path.relative_to(repo).as_posix() if path.is_relative_to(repo) else str(path)
 
 
 def diagnosis_groups(final_diagnoses: pd.Series, judge: SynonymJudge) -> pd.Series:

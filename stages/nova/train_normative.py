@@ -16,7 +16,7 @@ from stages.common.atomic import atomic_directory, write_json
 from stages.common.badinput import BadInputError
 from stages.common.io import read_png, read_table
 from stages.common.params import StrictModel
-from stages.common.paths import resolve_inside
+from stages.common.paths import from_portable, resolve_inside
 from stages.common.runtime import progress
 from stages.common.stage import run_stage
 from stages.nova.dataset import to_unit
@@ -36,8 +36,7 @@ class TrainNormativeParams(StrictModel):
 
 
 def healthy_root(study_data: Path, repo: Path) -> Path:
-    root = Path(json.loads((study_data / "interim" / "ingest" / "dataset.json").read_text())["healthy_root"])
-    return root if root.is_absolute() else repo / root
+    return from_portable(json.loads((study_data / "interim" / "ingest" / "dataset.json").read_text())["healthy_root"], repo)
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

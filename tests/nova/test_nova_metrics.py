@@ -1,18 +1,13 @@
 """Localisation metrics against pycocotools, hand cases for the count metrics, bootstrap known answers."""
-import contextlib
-import io
-
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+from stages.nova.coco_reference import pycocotools_ap
 from stages.nova.metrics import (
     COCO_THRESHOLDS,
     bootstrap_interval,
     bootstrap_intervals,
     grouped_indices,
-    implied_scores,
     localisation_metrics,
     match_table,
     mean_statistic,
@@ -36,36 +31,6 @@ def random_benchmark(rng, n_images, with_scores=True, quantised=False):
             scores = np.round(scores, 1)  # many ties across and within images
         gt[f"img{i:04d}"], pred[f"img{i:04d}"] = gold, (boxes, scores)
     return gt, pred
-
-
-def pycocotools_ap(gt, pred, thresholds):
-    """AP per IoU threshold from COCOeval (one category, maxDets large, area range all)."""
-    ids = sorted(gt)
-    number = {image_id: i + 1 for i, image_id in enumerate(ids)}
-    annotations, detections, next_id = [], [], 1
-    for image_id in ids:
-        for box in gt[image_id]:
-            annotations.append({"id": next_id, "image_id": number[image_id], "category_id": 1, "iscrowd": 0,
-                                "bbox": [float(v) for v in box], "area": float(box[2] * box[3])})
-            next_id += 1
-        boxes, scores = pred.get(image_id, (np.zeros((0, 4)), None))
-        scores = implied_scores(len(boxes)) if scores is None else scores
-        detections += [{"image_id": number[image_id], "category_id": 1, "bbox": [float(v) for v in b], "score": float(s)}
-                       for b, s in zip(boxes, scores)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = {"images": [{"id": number[i]} for i in ids], "annotations": annotations,
-                        "categories": [{"id": 1, "name": "anomaly"}]}
-        coco.createIndex()
-        evaluator = COCOeval(coco, coco.loadRes(detections), "bbox")
-        evaluator.params.iouThrs = np.asarray(thresholds, dtype=float)
-        evaluator.params.maxDets = [10_000]
-        evaluator.params.areaRng = [[0, 1e10]]
-        evaluator.params.areaRngLbl = ["all"]
-        evaluator.evaluate()
-        evaluator.accumulate()
-    precision = evaluator.eval["precision"][:, :, 0, 0, 0]
-    return np.array([row[row > -1].mean() if (row > -1).any() else np.nan for row in precision])
 
 
 @pytest.mark.parametrize("with_scores, quantised", [(True, False), (True, True), (False, False)])
