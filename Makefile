@@ -27,6 +27,7 @@ run: install
 	python -m stages.common.summary
 
 test: install
+	ruff check .
 	python -m pytest
 
 flow: install

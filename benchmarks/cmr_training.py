@@ -12,14 +12,15 @@ import time
 
 import torch
 
+from stages.cmr_recon.learned import network_config
 from stages.cmr_recon.losses import reconstruction_loss
 from stages.cmr_recon.train import TrainParams
-from stages.common.params import apply_scale, read_params_file
+from stages.common.params import read_params_file, validate_step
 
 
 def network_for(scale: str):
-    section = apply_scale(read_params_file()["cmr_recon"]["train"], scale, "cmr_recon.train")
-    return TrainParams.model_validate(section).network()
+    _, params = validate_step("cmr_recon", "train", TrainParams, read_params_file(), scale=scale)
+    return network_config(params.network)
 
 
 def batch(device, size=4, coils=10, height=96, width=80, adjacent=1):

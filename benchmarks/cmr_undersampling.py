@@ -54,20 +54,20 @@ def main() -> None:
         kspace = (rng.standard_normal(shape, dtype=np.float32)
                   + 1j * rng.standard_normal(shape, dtype=np.float32)).astype(np.complex64)
         mask = make_mask("ktGaussian", nx=nx, ny=ny, nt=args.frames, acceleration=8, seed=1)
-        numpy_s = best_time(lambda: numpy_pipeline(kspace, mask), args.repeats)
+        numpy_s = best_time(lambda k=kspace, m=mask: numpy_pipeline(k, m), args.repeats)
         kspace_t, mask_t = torch.from_numpy(kspace), torch.from_numpy(mask)
         reference = numpy_pipeline(kspace, mask)
         torch_result = torch_pipeline(kspace_t, mask_t).numpy()
         assert np.allclose(torch_result, reference, rtol=1e-4, atol=1e-5), "torch and numpy disagree"
-        torch_s = best_time(lambda: torch_pipeline(kspace_t, mask_t), args.repeats)
+        torch_s = best_time(lambda k=kspace_t, m=mask_t: torch_pipeline(k, m), args.repeats)
         cuda_column = "no CUDA"
         if torch.cuda.is_available():
             kspace_c, mask_c = kspace_t.cuda(), mask_t.cuda()
             torch_pipeline(kspace_c, mask_c)
             torch.cuda.synchronize()
 
-            def on_gpu() -> None:
-                torch_pipeline(kspace_c, mask_c)
+            def on_gpu(k=kspace_c, m=mask_c) -> None:
+                torch_pipeline(k, m)
                 torch.cuda.synchronize()
 
             cuda_column = f"{args.frames / best_time(on_gpu, args.repeats):15.0f}"

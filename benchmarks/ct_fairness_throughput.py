@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stages.common.io import write_npz
+from stages.common.runtime import configure_torch
 from stages.ct_fairness.model import NetworkConfig
 from stages.ct_fairness.organs import amos_to_organ_table, map_labels
 from stages.ct_fairness.phantom import Effects, Scanner, render_phantom, subject_anatomy
@@ -36,7 +38,7 @@ def write_cases(folder: Path, count: int, spacing_mm: float, shape: tuple[int, i
         image, label = render_phantom(subject_anatomy("FM"[index % 2], 30 + 4 * index, Effects(), rng), scanner)
         image, label = preprocess_case(image.astype(np.float32), map_labels(label, amos_to_organ_table()), scanner.spacing, chain)
         path = folder / f"case{index}.npz"
-        np.savez_compressed(path, image=image, label=label)
+        write_npz(path, {"image": image, "label": label})
         items.append({"case": f"case{index}", "path": str(path)})
     return items
 
@@ -93,7 +95,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    configure_torch(args.threads)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
           f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
 

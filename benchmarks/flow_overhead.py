@@ -112,7 +112,8 @@ def _time_ray_init() -> float:
 
 def _time_mlflow_store(repo: Path) -> float:
     """Create the MLflow store and experiment once (a one-off cost the flow would otherwise include)."""
-    from flows.tracking import close_parent_runs, open_parent_runs, tracking_uri
+    from flows.tracking import close_parent_runs, open_parent_runs
+    from stages.common.tracking import tracking_uri
 
     started = time.perf_counter()
     uri = tracking_uri(repo)

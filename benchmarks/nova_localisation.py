@@ -4,16 +4,21 @@ Checks that mAP@30, mAP@50 and mAP@50:95 are the same and measures the time of
 ``stages.nova.metrics.localisation_metrics`` (which also computes ACC50, TP30, FP30 and FNR50)
 against pycocotools' ``COCOeval.evaluate() + accumulate()`` at IoU 0.3 and at 0.5:0.95
 (index building included on both sides). Rerun: ``.venv/bin/python benchmarks/nova_localisation.py``.
-The metrics are numpy code: there is no GPU path to time.
+The pycocotools reference is the tests' (``tests/nova/coco_reference.py``, independent of the
+code it checks). The metrics are numpy code: there is no GPU path to time.
 """
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from stages.nova.coco_reference import pycocotools_ap
-from stages.nova.metrics import COCO_THRESHOLDS, localisation_metrics
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.nova.coco_reference
+
+from stages.nova.metrics import COCO_THRESHOLDS, localisation_metrics  # noqa: E402
+from tests.nova.coco_reference import pycocotools_ap  # noqa: E402
 
 N_IMAGES = 10_000
 REPEATS = 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -92,19 +91,9 @@ def _command_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _artifact_root(root: Path) -> str | None:
-    try:
-        from stages.common.tracking import artifact_location
-    except ImportError:
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return None  # the store named by the URI keeps its own artifact locations
-        return (root / "mlruns" / "artifacts").as_uri()
-    return artifact_location(root)
-
-
 def _command_ui(args: argparse.Namespace) -> int:
     from flows.servers import free_port, start_mlflow_ui, start_prefect_server
-    from flows.tracking import tracking_uri
+    from stages.common.tracking import artifact_location, tracking_uri
 
     root = args.repo.resolve()
     uri = tracking_uri(root)
@@ -115,7 +104,7 @@ def _command_ui(args: argparse.Namespace) -> int:
         prefect_port = args.prefect_port if _port_free(args.host, args.prefect_port) else free_port(args.host)
         servers.append(start_prefect_server(_log_dir(root), host=args.host, port=prefect_port))
         mlflow_port = args.mlflow_port if _port_free(args.host, args.mlflow_port) else free_port(args.host)
-        servers.append(start_mlflow_ui(uri, _artifact_root(root), _log_dir(root), host=args.host, port=mlflow_port))
+        servers.append(start_mlflow_ui(uri, artifact_location(root), _log_dir(root), host=args.host, port=mlflow_port))
         print(f"Prefect UI: {servers[0].url}")
         print(f"MLflow UI:  {servers[1].url}  (tracking URI {uri})")
         print("Press Ctrl-C to stop both.", flush=True)

@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from flows.graph import foreach_group
+from stages.common.params import ParamsError, read_params_file
 
 SECTION = "orchestration"
 
@@ -56,9 +58,18 @@ class OrchestrationConfig(BaseModel):
     schedules: dict[str, CronString] = Field(default_factory=dict)
     remote: str | None = None
 
+    def resources_key(self, stage: str) -> str | None:
+        """The `resources` key that applies to `stage`: the stage's own name, else (for a stage
+        `<name>@<item>` that a `foreach` generated) its group's `<name>`; None if neither is there."""
+        if stage in self.resources:
+            return stage
+        group = foreach_group(stage)
+        return group if group is not None and group in self.resources else None
+
     def resources_for(self, stage: str) -> StageResources:
-        """Resources of `stage`: its own entry if present, else the defaults."""
-        return self.resources.get(stage, self.default_resources)
+        """Resources of `stage`: its own entry, else its foreach group's, else the defaults."""
+        key = self.resources_key(stage)
+        return self.default_resources if key is None else self.resources[key]
 
     def remote_options_for(self, stage: str) -> dict[str, float]:
         """Keyword arguments for `prefect_ray.context.remote_options` (i.e. `ray.remote`)."""
@@ -66,14 +77,16 @@ class OrchestrationConfig(BaseModel):
         return {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}
 
     def check_names(self, stages: Iterable[str], studies: Iterable[str]) -> None:
-        """Raise if `resources` names a stage or `schedules` a study that the DAG does not have."""
+        """Raise if `resources` names a stage (or foreach group) or `schedules` a study that the DAG does not have."""
         known_stages = set(stages)
+        known_groups = {group for stage in known_stages if (group := foreach_group(stage)) is not None}
         known_studies = set(studies)
         for stage in self.resources:
-            if stage not in known_stages:
+            if stage not in known_stages and stage not in known_groups:
+                groups = f"; foreach groups: {', '.join(sorted(known_groups))}" if known_groups else ""
                 raise OrchestrationConfigError(
                     f"{SECTION}.resources.{stage}: no such stage in the DVC pipeline "
-                    f"(stages: {', '.join(sorted(known_stages))})"
+                    f"(stages: {', '.join(sorted(known_stages))}{groups})"
                 )
         for study in self.schedules:
             if study not in known_studies:
@@ -111,11 +124,9 @@ def load_orchestration_config(repo_root: Path) -> OrchestrationConfig:
     if not params_path.exists():
         return OrchestrationConfig()
     try:
-        params = yaml.safe_load(params_path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise OrchestrationConfigError(f"{params_path}: not valid YAML: {exc}") from None
-    if not isinstance(params, Mapping):
-        raise OrchestrationConfigError(f"{params_path}: expected a mapping at the top level")
+        params = read_params_file(params_path)
+    except ParamsError as exc:
+        raise OrchestrationConfigError(str(exc)) from None
     try:
         return parse_orchestration_config(params.get(SECTION))
     except OrchestrationConfigError as exc:

@@ -2,7 +2,8 @@
 
 Nodes are stage names exactly as `dvc dag` prints them (`Stage.addressing`); edges point
 upstream -> downstream. Stages are named `<study>-<step>`; the study id is the part before
-the first `-`.
+the first `-`. A `foreach` stage is expanded by DVC into one stage per item, named
+`<study>-<step>@<item>` (`<study>-<step>` is then the name of the group).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import networkx as nx
 
 _DOT_EDGE = re.compile(r'^\s*"?(?P<src>[^"]+?)"?\s*->\s*"?(?P<dst>[^"]+?)"?\s*;?\s*$')
 _DOT_NODE = re.compile(r'^\s*"(?P<name>[^"]+)"\s*;?\s*$')
+# DVC allows letters, digits, `_` and `-` in a stage name; a stage that a `foreach` generated
+# has one `@<item>` suffix on top.
+_STAGE_NAME = re.compile(r"^(?P<study>\w+)-[\w-]*(?:@[^@]+)?$")
 
 
 class UnknownStudyError(ValueError):
@@ -23,11 +27,21 @@ class UnknownStudyError(ValueError):
 
 
 def study_of(stage: str) -> str | None:
-    """Study id of a stage named `<study>-<step>`; None for stages outside that scheme."""
+    """Study id of a stage named `<study>-<step>` or `<study>-<step>@<item>`; None for stages
+    outside that scheme (`.dvc` files among them)."""
     name = stage.rsplit(":", 1)[-1]  # stages of a nested dvc.yaml print as path/dvc.yaml:name
-    if "-" not in name or name.endswith(".dvc"):
+    match = _STAGE_NAME.match(name)
+    return match["study"] if match else None
+
+
+def foreach_group(stage: str) -> str | None:
+    """The group of a stage a `foreach` generated: `<name>` of `<name>@<item>`, with the
+    `path/dvc.yaml:` prefix of a nested dvc.yaml kept; None for any other stage."""
+    if stage.endswith(".dvc"):
         return None
-    return name.split("-", 1)[0]
+    dvcfile, colon, name = stage.rpartition(":")
+    group, at, item = name.partition("@")  # DVC allows no `@` in the names written in dvc.yaml
+    return f"{dvcfile}{colon}{group}" if at and group and item else None
 
 
 def studies(graph: nx.DiGraph) -> list[str]:
@@ -39,6 +53,7 @@ def _stage_name(stage: object) -> str:
     """`Stage.addressing` as `dvc dag` prints it when run from the repository root.
 
     (`addressing` itself is relative to the current directory, which need not be the root.)
+    A stage that a `foreach` generated has the `name` `<group>@<item>`, as `dvc dag` prints it.
     """
     path_in_repo = Path(stage.path_in_repo).as_posix()  # type: ignore[attr-defined]
     name = getattr(stage, "name", None)

@@ -8,17 +8,10 @@ processes are its documented way to parallelise). See flows/README.md.
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import socket
-import subprocess
-import sys
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,36 +22,27 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict
 
 from flows.config import OrchestrationConfig, OrchestrationConfigError, load_orchestration_config
+from flows.dvc_cli import run_dvc, stage_environment
 from flows.graph import full_stage_graph, select_study, studies, study_of
+from flows.lockfile import read_lock_entry
 from flows.locking import flow_lock
-from flows.tracking import FLOW_RUN_ENV, PARENT_RUN_ENV
+from flows.remote import (
+    check_remote,
+    head_commit,
+    merge_worker_entries,
+    prepare_worker_clone,
+    pull_driver_outputs,
+    push_driver_outputs,
+    push_stage_outputs,
+    worker_repo_root,
+)
+from flows.tracking import close_parent_runs, open_parent_runs
+from stages.common.tracking import FLOW_RUN_ENV, PARENT_RUN_ENV, tracking_uri
 
-WORKER_REPO_ENV = "MEDREPRO_WORKER_REPO"
-OUTPUT_TAIL_LINES = 40
-LOCK_RETRY_MAX_DELAY_SECONDS = 10.0
-# DVC's messages when its repository lock or a stage's read/write lock is held by another process.
-LOCK_ERROR_MARKERS = ("Unable to acquire lock", "LockError", "is busy, it is being blocked by")
 # Environment the Ray workers need to reach the same Prefect API and MLflow store as the driver.
 # Credentials are deliberately not forwarded (a runtime_env is visible in Ray's job info): on a
 # cluster, set them in the environment of `ray start` on each node.
 WORKER_ENV_KEYS = ("PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "MLFLOW_TRACKING_URI")
-
-
-class StageFailedError(RuntimeError):
-    """A DVC command for a stage exited non-zero; the message carries its stderr tail."""
-
-    def __init__(self, stage: str, command: str, returncode: int, stderr_tail: str) -> None:
-        self.stage = stage
-        self.command = command
-        self.returncode = returncode
-        self.stderr_tail = stderr_tail
-        super().__init__(
-            f"stage {stage!r} failed: `{command}` exited with code {returncode}\n"
-            f"--- last lines of its stderr ---\n{stderr_tail}"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.stage, self.command, self.returncode, self.stderr_tail))
 
 
 class PipelineFailedError(RuntimeError):
@@ -103,195 +87,6 @@ class StageOutcome(BaseModel):
     resources: dict[str, float] = {}  # what Ray assigned to the task (empty outside Ray)
 
 
-# --------------------------------------------------------------------------- dvc.lock access
-
-
-def _lock_location(repo_root: Path, stage: str) -> tuple[Path, str] | None:
-    """dvc.lock path and key of a pipeline stage; None for `.dvc` file stages (no lock entry)."""
-    if stage.endswith(".dvc"):
-        return None
-    if ":" in stage:
-        dvcfile, name = stage.rsplit(":", 1)
-        return repo_root / Path(dvcfile).parent / "dvc.lock", name
-    return repo_root / "dvc.lock", stage
-
-
-def read_lock_entry(repo_root: Path, stage: str) -> dict[str, Any] | None:
-    """The stage's entry in dvc.lock as plain data, or None when it has none."""
-    import yaml
-
-    location = _lock_location(Path(repo_root), stage)
-    if location is None or not location[0].exists():
-        return None
-    path, key = location
-    data = yaml.safe_load(path.read_text()) or {}
-    entry = (data.get("stages") or {}).get(key)
-    return json.loads(json.dumps(entry)) if entry is not None else None
-
-
-@contextmanager
-def _dvc_repo_lock(repo_root: Path) -> Iterator[None]:
-    """DVC's own repository lock (.dvc/tmp/lock), waiting for it as `dvc --wait-for-lock` does."""
-    from dvc.lock import make_lock
-
-    tmp_dir = Path(repo_root) / ".dvc" / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    lock = make_lock(str(tmp_dir / "lock"), tmp_dir=str(tmp_dir), wait=True)
-    with lock:
-        yield
-
-
-def write_lock_entries(repo_root: Path, entries: Mapping[str, dict[str, Any] | None]) -> list[str]:
-    """Set the given stages' dvc.lock entries (None removes one), holding DVC's lock.
-
-    Only entries that differ are written; returns the stages whose entries changed.
-    """
-    from dvc.utils.serialize import modify_yaml
-
-    repo_root = Path(repo_root)
-    changed = [stage for stage, entry in entries.items() if read_lock_entry(repo_root, stage) != entry]
-    if not changed:
-        return []
-    by_file: dict[Path, dict[str, dict[str, Any] | None]] = {}
-    for stage in changed:
-        location = _lock_location(repo_root, stage)
-        if location is not None:
-            by_file.setdefault(location[0], {})[location[1]] = entries[stage]
-    with _dvc_repo_lock(repo_root):
-        for path, updates in by_file.items():
-            with modify_yaml(str(path)) as data:
-                if not data:
-                    data["schema"] = "2.0"
-                stages = data.setdefault("stages", {})
-                for key, entry in updates.items():
-                    if entry is None:
-                        stages.pop(key, None)
-                    else:
-                        stages[key] = entry
-    return changed
-
-
-# --------------------------------------------------------------------------- subprocesses
-
-
-def _dvc_command(*args: str) -> list[str]:
-    # --wait-for-lock: wait for DVC's repository lock instead of failing (it is re-taken after
-    # the stage command runs; failing there would throw away a finished stage).
-    return [sys.executable, "-m", "dvc", "--wait-for-lock", *args]
-
-
-def _stage_environment(extra: Mapping[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra)
-    # `python` in a stage cmd must be the interpreter running the flow, activated or not.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
-def run_streaming(
-    command: Sequence[str], cwd: Path, env: Mapping[str, str], log: Callable[[str], None]
-) -> tuple[int, str, str]:
-    """Run `command`, passing each output line to `log`; returns (code, stdout tail, stderr tail)."""
-    process = subprocess.Popen(
-        list(command),
-        cwd=cwd,
-        env=dict(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        bufsize=1,
-    )
-    tails: dict[str, deque[str]] = {name: deque(maxlen=OUTPUT_TAIL_LINES) for name in ("stdout", "stderr")}
-
-    def pump(stream: Any, tail: deque[str]) -> None:
-        for raw_line in stream:
-            # progress bars rewrite their line with carriage returns; keep the final state
-            line = raw_line.rstrip("\n").split("\r")[-1].rstrip()
-            if line:
-                tail.append(line)
-                log(line)
-
-    threads = [
-        threading.Thread(target=pump, args=(process.stdout, tails["stdout"]), daemon=True),
-        threading.Thread(target=pump, args=(process.stderr, tails["stderr"]), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    returncode = process.wait()
-    for thread in threads:
-        thread.join()
-    return returncode, "\n".join(tails["stdout"]), "\n".join(tails["stderr"])
-
-
-def is_lock_error(output: str) -> bool:
-    """True when DVC failed because another DVC process holds a lock."""
-    return any(
-        line.startswith("ERROR") and any(marker in line for marker in LOCK_ERROR_MARKERS)
-        for line in output.splitlines()
-    )
-
-
-def run_dvc(
-    stage: str,
-    args: Sequence[str],
-    repo_root: Path,
-    env: Mapping[str, str],
-    lock_retries: int,
-    log: Callable[[str], None],
-) -> str:
-    """Run a DVC command for `stage`, retrying with backoff while DVC reports a held lock.
-
-    Returns the command's stdout tail; raises StageFailedError on any other failure.
-    """
-    command = _dvc_command(*args)
-    printable = "dvc " + " ".join(args)
-    for attempt in range(lock_retries + 1):
-        returncode, stdout_tail, stderr_tail = run_streaming(command, repo_root, env, log)
-        if returncode == 0:
-            return stdout_tail
-        if attempt < lock_retries and is_lock_error(stderr_tail + "\n" + stdout_tail):
-            delay = min(0.5 * 2**attempt, LOCK_RETRY_MAX_DELAY_SECONDS) * random.uniform(0.5, 1.5)
-            log(f"DVC lock held by another process; retry {attempt + 1}/{lock_retries} in {delay:.1f} s")
-            time.sleep(delay)
-            continue
-        raise StageFailedError(stage, printable, returncode, stderr_tail or stdout_tail)
-    raise AssertionError("unreachable: the loop returns or raises")
-
-
-# --------------------------------------------------------------------------- one stage
-
-
-def git_commit(repo_root: Path) -> str | None:
-    """HEAD commit of the git repository at `repo_root` (None when there is none)."""
-    completed = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=False
-    )
-    return completed.stdout.strip() if completed.returncode == 0 else None
-
-
-def worker_repo_root(request: StageRequest) -> Path:
-    """Where this worker's copy of the repository is: $MEDREPRO_WORKER_REPO, else the driver's path."""
-    return Path(os.environ.get(WORKER_REPO_ENV) or request.repo_root)
-
-
-def _check_worker_clone(root: Path, request: StageRequest) -> None:
-    host = socket.gethostname()
-    if not (root / ".dvc").is_dir():
-        raise RuntimeError(
-            f"worker {host}: {root} is not a clone of the repository (no .dvc directory); clone it "
-            f"there at commit {request.git_commit} or set {WORKER_REPO_ENV} to the clone's path"
-        )
-    commit = git_commit(root)
-    if request.git_commit is not None and commit != request.git_commit:
-        raise RuntimeError(
-            f"worker {host}: {root} is at commit {commit}, the driver at {request.git_commit}; "
-            f"check out the driver's commit on every worker"
-        )
-
-
 def execute_stage(
     request: StageRequest, upstream: Sequence[StageOutcome], log: Callable[[str], None]
 ) -> StageOutcome:
@@ -299,19 +94,14 @@ def execute_stage(
 
     With `request.remote` the worker may not share the driver's disk: it first brings its
     dvc.lock entries for this stage and its upstream stages in line with the driver's, pulls the
-    upstream stages' outputs from the remote, runs the stage, and pushes its outputs.
+    upstream stages' outputs from the remote, runs the stage, and pushes its outputs
+    (flows/remote.py).
     """
     started = time.monotonic()
     root = worker_repo_root(request)
-    env = _stage_environment(request.env)
+    env = stage_environment(request.env)
     if request.remote:
-        _check_worker_clone(root, request)
-        entries: dict[str, dict[str, Any] | None] = {request.stage: request.lock_entry}
-        entries.update({outcome.stage: outcome.lock_entry for outcome in upstream})
-        write_lock_entries(root, entries)
-        if request.upstream:
-            pull = ["pull", "--remote", request.remote, "--allow-missing", *request.upstream]
-            run_dvc(request.stage, pull, root, env, request.lock_retries, log)
+        prepare_worker_clone(root, request, upstream, env, log)
     repro = ["repro", "--single-item", *(["--force"] if request.force else [])]
     if request.remote:
         repro.append("--allow-missing")  # an unchanged stage need not have its outputs here
@@ -326,8 +116,7 @@ def execute_stage(
 
     run_dvc(request.stage, [*repro, request.stage], root, env, request.lock_retries, log_and_watch)
     if request.remote:
-        push = ["push", "--remote", request.remote, request.stage]
-        run_dvc(request.stage, push, root, env, request.lock_retries, log)
+        push_stage_outputs(root, request, env, log)
     return StageOutcome(
         stage=request.stage,
         ran=ran,
@@ -353,9 +142,6 @@ def run_stage_task(request: StageRequest, upstream: list[StageOutcome]) -> Stage
     return outcome.model_copy(update={"resources": _assigned_ray_resources()})
 
 
-# --------------------------------------------------------------------------- Ray
-
-
 def ray_init_kwargs(ray_address: str | None, worker_env: Mapping[str, str]) -> dict[str, Any]:
     """`ray.init` keyword arguments: the workers' environment; local Ray gets all cores."""
     init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": dict(worker_env)}}
@@ -372,29 +158,33 @@ def make_task_runner(ray_address: str | None, worker_env: Mapping[str, str]) -> 
 
 
 def check_resources_feasible(
-    options: Mapping[str, Mapping[str, float]], available: Mapping[str, float], local: bool, log: Callable[[str], None]
+    options: Mapping[str, Mapping[str, float]],
+    available: Mapping[str, float],
+    local: bool,
+    log: Callable[[str], None],
+    resource_keys: Mapping[str, str] | None = None,
 ) -> None:
     """Fail early if a stage asks for more CPUs/GPUs than the local Ray cluster has.
 
     A request no node can satisfy would otherwise wait forever. On a joined cluster an
-    autoscaler may still add nodes, so there it is only a warning.
+    autoscaler may still add nodes, so there it is only a warning. `resource_keys` names the
+    `orchestration.resources` key a stage's request came from (a foreach stage's may be its
+    group's); by default the stage's own name.
     """
     names = {"num_cpus": "CPU", "num_gpus": "GPU"}
     for stage, request in options.items():
+        config_key = (resource_keys or {}).get(stage, stage)
         for key, resource in names.items():
             wanted = request.get(key, 0)
             have = available.get(resource, 0)
             if wanted > have:
                 message = (
-                    f"orchestration.resources.{stage}.{key}: stage {stage!r} asks for {wanted:g} "
+                    f"orchestration.resources.{config_key}.{key}: stage {stage!r} asks for {wanted:g} "
                     f"{resource}(s) but the Ray cluster has {have:g}"
                 )
                 if local:
                     raise OrchestrationConfigError(message)
                 log(f"WARNING: {message}; it waits until a node with enough {resource}s joins")
-
-
-# --------------------------------------------------------------------------- flows
 
 
 @flow(name="medrepro-stages", log_prints=True)
@@ -404,13 +194,14 @@ def run_stages(
     retries: int,
     retry_delay_seconds: float,
     local_ray: bool,
+    resource_keys: dict[str, str] | None = None,
 ) -> dict[str, StageOutcome]:
     """Submit one task per stage (requests in topological order), each after its upstream."""
     import ray
     from prefect_ray.context import remote_options as ray_remote_options
 
     logger = get_run_logger()
-    check_resources_feasible(remote_options, ray.cluster_resources(), local_ray, logger.warning)
+    check_resources_feasible(remote_options, ray.cluster_resources(), local_ray, logger.warning, resource_keys)
     delays = exponential_backoff(retry_delay_seconds) if retry_delay_seconds > 0 else 0
     futures: dict[str, Any] = {}
     for request in requests:
@@ -456,24 +247,12 @@ def _current_api_url() -> str:
         return str(client.api_url)
 
 
-def _worker_env(tracking_uri: str) -> dict[str, str]:
+def _worker_env(uri: str) -> dict[str, str]:
     env = {key: os.environ[key] for key in WORKER_ENV_KEYS if os.environ.get(key)}
     env["PREFECT_API_URL"] = _current_api_url()
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env["MLFLOW_TRACKING_URI"] = uri
     return env
-
-
-def _check_remote(repo_root: Path, remote: str) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "dvc", "remote", "list"], cwd=repo_root, capture_output=True, text=True, check=False
-    )
-    names = [line.split()[0] for line in completed.stdout.splitlines() if line.strip()]
-    if remote not in names:
-        raise OrchestrationConfigError(
-            f"orchestration.remote: no DVC remote named {remote!r} in {repo_root} "
-            f"(remotes: {', '.join(names) or 'none'}; add one with `dvc remote add`)"
-        )
 
 
 def plan_requests(
@@ -522,8 +301,6 @@ def pipeline(
     """
     from prefect.context import FlowRunContext
 
-    from flows.tracking import close_parent_runs, open_parent_runs, tracking_uri
-
     logger = get_run_logger()
     root = Path(repo_root).resolve()
     config = load_orchestration_config(root)
@@ -535,15 +312,13 @@ def pipeline(
         logger.info("No stages in %s", root)
         return {}
     if remote:
-        _check_remote(root, remote)
+        check_remote(root, remote)
 
     with flow_lock(root, config.flow_lock_timeout_seconds) as lock_path:
         logger.info("Holding %s; %d stage(s): %s", lock_path, graph.number_of_nodes(), ", ".join(sorted(graph)))
-        commit = git_commit(root) if remote else None
+        commit = head_commit(root) if remote else None
         if remote:
-            # outputs the driver already has must be on the remote for workers to pull them
-            push = ["push", "--remote", remote, *sorted(graph)]
-            run_dvc("(driver)", push, root, _stage_environment({}), config.lock_retries, logger.info)
+            push_driver_outputs(root, remote, graph, config.lock_retries, logger.info)
         uri = tracking_uri(root)
         flow_run = FlowRunContext.get().flow_run
         touched = sorted({s for node in graph if (s := study_of(node)) is not None})
@@ -565,16 +340,16 @@ def pipeline(
                     retries=config.retries,
                     retry_delay_seconds=config.retry_delay_seconds,
                     local_ray=ray_address is None,
+                    resource_keys={stage: key for stage in graph if (key := config.resources_key(stage)) is not None},
                 )
             except PipelineFailedError as failure:
                 if remote:  # keep what the workers did finish, so a rerun does not redo it
-                    write_lock_entries(root, {s: o.lock_entry for s, o in failure.completed.items()})
+                    merge_worker_entries(root, failure.completed)
                 raise
             if remote:
-                changed = write_lock_entries(root, {s: o.lock_entry for s, o in outcomes.items()})
+                changed = merge_worker_entries(root, outcomes)
                 logger.info("Merged workers' dvc.lock entries for: %s", ", ".join(changed) or "none")
-                pull = ["pull", "--remote", remote, *sorted(graph)]
-                run_dvc("(driver)", pull, root, _stage_environment({}), config.lock_retries, logger.info)
+                pull_driver_outputs(root, remote, graph, config.lock_retries, logger.info)
             succeeded = True
         finally:
             close_parent_runs(parent_runs, uri, succeeded)

@@ -1,11 +1,9 @@
 """MLflow parent runs for flow runs: one per study a flow run touches.
 
 Each stage subprocess gets `MEDREPRO_PARENT_RUN_ID` (its study's parent run) and
-`MEDREPRO_FLOW_RUN_ID`; the stage code opens its own run nested under the parent.
-The tracking URI and experiment come from `stages.common.tracking` when it is importable
-(the project's single definition); otherwise the same contract is applied here:
-`MLFLOW_TRACKING_URI` if set, else `sqlite:///<repo_root>/mlruns/mlflow.db` with artifacts
-under `<repo_root>/mlruns/artifacts`, one experiment per study named by the study id.
+`MEDREPRO_FLOW_RUN_ID`; the stage code opens its own run nested under the parent. The tracking
+URI, the experiments (one per study, named by the study id) and these names are defined once, in
+`stages.common.tracking`.
 """
 
 from __future__ import annotations
@@ -14,38 +12,11 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-FLOW_RUN_TAG = "medrepro.flow_run_id"
-PARENT_RUN_ENV = "MEDREPRO_PARENT_RUN_ID"
-FLOW_RUN_ENV = "MEDREPRO_FLOW_RUN_ID"
-
-
-def tracking_uri(repo_root: Path) -> str:
-    """MLflow tracking URI the flow and its stages share."""
-    try:
-        from stages.common.tracking import tracking_uri as project_tracking_uri
-    except ImportError:
-        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
-        if env_uri:
-            return env_uri
-        return f"sqlite:///{(Path(repo_root).resolve() / 'mlruns' / 'mlflow.db').as_posix()}"
-    return project_tracking_uri(Path(repo_root))
+from stages.common.tracking import FLOW_RUN_TAG, ensure_experiment
 
 
 def _ensure_experiment(study: str, repo_root: Path, uri: str) -> str:
-    try:
-        from stages.common.tracking import ensure_experiment
-    except ImportError:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(study)
-        if experiment is not None:
-            return experiment.experiment_id
-        artifact_location = None
-        if "MLFLOW_TRACKING_URI" not in os.environ:
-            artifacts = Path(repo_root).resolve() / "mlruns" / "artifacts"
-            artifact_location = artifacts.as_uri()
-        return client.create_experiment(study, artifact_location=artifact_location)
+    """`ensure_experiment` in the store at `uri` (it reads `MLFLOW_TRACKING_URI`, set meanwhile)."""
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:

@@ -14,9 +14,8 @@ from stages.common.paths import from_portable, resolve_inside
 MANIFEST_COLUMNS = ("subject", "modality", "path", "nt", "nz", "nc", "ny", "nx", "split", "held_out")
 
 
-def load_manifest(study_data: Path, repo: Path) -> tuple[pd.DataFrame, Path]:
-    """(manifest, dataset root) as written by cmr_recon-ingest."""
-    folder = study_data / "interim" / "ingest"
+def load_manifest(folder: Path, repo: Path) -> tuple[pd.DataFrame, Path]:
+    """(manifest, dataset root) from cmr_recon-ingest's output folder."""
     manifest = read_table(folder / "manifest.csv", MANIFEST_COLUMNS)
     return manifest, from_portable(json.loads((folder / "dataset.json").read_text())["root"], repo)
 

@@ -10,33 +10,45 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from stages.cmr_recon import phantom
 from stages.cmr_recon.io import MODALITY_FOLDERS, find_full_sample_files, full_sample_path, read_kspace, write_kspace
-from stages.common.atomic import atomic_directory, write_json, write_text
+from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.io import write_table
+from stages.common.ingest import save_ingest, write_provenance
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
 from stages.common.runtime import progress
-from stages.common.stage import run_stage
-from stages.common.validation import validate_manifest
-
-STUDY = "cmr_recon"
+from stages.common.stage import Metrics, StageContext, run_stage
 
 
 class IngestParams(StrictModel):
-    source: str = "synthetic"
-    subjects: int = 6
-    validation_subjects: int = 2
-    modalities: list[str] = ["cine_sax", "cine_lax", "T1map", "T2map", "flow2d", "blackblood"]
-    held_out_modalities: list[str] = ["flow2d", "blackblood"]
-    coils: int = 4
-    frames: int = 6
-    slices: int = 2
-    matrix_sizes: list[tuple[int, int]] = [(64, 48), (72, 56)]
-    noise_std: float = 0.005
-    coil_ring_radius: float = 1.1
+    source: str                      # "synthetic" or the folder holding CMRxRecon2024's MultiCoil/
+    subjects: int = Field(ge=2)
+    validation_subjects: int = Field(ge=1)
+    modalities: list[str] = Field(min_length=1)
+    held_out_modalities: list[str]
+    coils: int = Field(ge=1)
+    frames: int = Field(ge=1)
+    slices: int = Field(ge=1)
+    matrix_sizes: list[tuple[int, int]] = Field(min_length=1)
+    noise_std: float = Field(ge=0)
+    coil_ring_radius: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def consistent(self) -> IngestParams:
+        unknown = sorted(set(self.modalities) - set(MODALITY_FOLDERS))
+        if unknown:
+            raise ValueError(f"modalities: unknown {unknown}; known: {sorted(MODALITY_FOLDERS)}")
+        stray = sorted(set(self.held_out_modalities) - set(self.modalities))
+        if stray:
+            raise ValueError(f"held_out_modalities: {stray} are not among the modalities")
+        if self.validation_subjects >= self.subjects:
+            raise ValueError(f"validation_subjects ({self.validation_subjects}) must be below subjects ({self.subjects})")
+        if any(min(size) < 16 for size in self.matrix_sizes):
+            raise ValueError(f"matrix_sizes: every size must be at least 16 x 16 (got {self.matrix_sizes})")
+        return self
 
 
 def write_synthetic_dataset(root: Path, params: IngestParams, seed: int) -> None:
@@ -90,47 +102,31 @@ def manifest_expectations(coils: int | None) -> list[tuple[str, dict]]:
     ]
 
 
-def main() -> None:
-    with run_stage(STUDY, "ingest", IngestParams) as ctx:
-        p = ctx.params
-        raw, out = ctx.data / "raw", ctx.data / "interim" / "ingest"
-        if p.source == "synthetic":
-            with atomic_directory(raw) as staging:
-                write_synthetic_dataset(staging, p, ctx.common.seed)
-            dataset_root = raw
-        else:
-            dataset_root = Path(p.source).expanduser().resolve()
-            if not dataset_root.is_dir():
-                raise BadInputError(f"cmr_recon.ingest.source: {dataset_root} is not a folder")
-            with atomic_directory(raw) as staging:
-                write_text(staging / "SOURCE.txt", f"{dataset_root}\n")
-        files = find_full_sample_files(dataset_root)
-        if not files:
-            raise BadInputError(f"{dataset_root}: no FullSample <modality>.mat files found")
-        rows = []
-        for subject, modality, path in progress(files, "reading k-space", len(files)):
-            with ctx.quarantine.guard(str(path.relative_to(dataset_root))) as outcome:
-                kspace = read_kspace(path)
-            if outcome.ok:
-                row = manifest_row(subject, modality, path, dataset_root, kspace)
-                row["shape_consistent"] = (kspace.ndim == 5) == (modality != "blackblood")
-                rows.append(row)
-        manifest = assign_splits(pd.DataFrame(rows), p.validation_subjects, p.held_out_modalities)
-        validation_result = ctx.data / "interim" / "manifest_validation.json"
-        try:
-            validate_manifest(manifest, "cmr_recon_manifest",
-                              manifest_expectations(p.coils if p.source == "synthetic" else None), validation_result)
-        finally:
-            if validation_result.exists():
-                ctx.log_artifact(validation_result)
-        with atomic_directory(out) as staging:
-            write_table(staging / "manifest.csv", manifest)
-            write_json(staging / "dataset.json", {"root": portable_path(dataset_root, ctx.root), "source": p.source})
-            ctx.save_quarantine(staging / "quarantine.json")
-        ctx.log_artifact(out / "manifest.csv")
-        counts = manifest["split"].value_counts().to_dict()
-        ctx.log_metrics({"files": len(manifest), **{f"files_{k}": v for k, v in counts.items()}})
+def ingest(ctx: StageContext[IngestParams]) -> Metrics:
+    p = ctx.params
+    real_root = ctx.source(p.source, "source")
+    with atomic_directory(ctx.out("raw")) as staging:
+        if real_root is None:
+            write_synthetic_dataset(staging, p, ctx.common.seed)
+        write_provenance(staging, {"source": real_root}, ctx.root)
+    dataset_root = real_root or ctx.out("raw")
+    files = find_full_sample_files(dataset_root)
+    if not files:
+        raise BadInputError(f"{dataset_root}: no FullSample <modality>.mat files found")
+    rows = []
+    for subject, modality, path in progress(files, "reading k-space", len(files)):
+        with ctx.quarantine.guard(str(path.relative_to(dataset_root))) as outcome:
+            kspace = read_kspace(path)
+        if outcome.ok:
+            row = manifest_row(subject, modality, path, dataset_root, kspace)
+            row["shape_consistent"] = (kspace.ndim == 5) == (modality != "blackblood")
+            rows.append(row)
+    manifest = assign_splits(pd.DataFrame(rows), p.validation_subjects, p.held_out_modalities)
+    save_ingest(ctx, manifest, "cmr_recon_manifest", manifest_expectations(p.coils if real_root is None else None),
+                {"root": portable_path(dataset_root, ctx.root), "source": p.source})
+    counts = manifest["split"].value_counts().to_dict()
+    return {"files": len(manifest), **{f"files_{k}": v for k, v in counts.items()}}
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(ingest)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stages.cmr_recon.masks import PATTERNS
 from stages.common.io import FormatError, read_mat, write_mat
 
 KSPACE_KEY = "kspace_full"
@@ -25,7 +26,7 @@ MODALITY_FOLDERS = {
     "aorta_sag": "Aorta", "aorta_tra": "Aorta",
     "tagging": "Tagging", "flow2d": "Flow2d", "blackblood": "BlackBlood",
 }
-_UNDERSAMPLED_NAME = re.compile(r"^(?P<modality>\w+?)_(?P<kind>kus|mask)_(?P<pattern>Uniform|ktUniform|ktGaussian|ktRadial)(?P<r>\d+)\.mat$")
+_UNDERSAMPLED_NAME = re.compile(r"^(?P<modality>\w+?)_(?P<kind>kus|mask)_(?P<pattern>" + "|".join(PATTERNS) + r")(?P<r>\d+)\.mat$")
 
 
 def read_kspace(path: str | os.PathLike[str], key: str = KSPACE_KEY) -> np.ndarray:

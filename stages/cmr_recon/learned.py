@@ -9,17 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from stages.cmr_recon.io import MODALITY_FOLDERS
+from stages.cmr_recon.masks import PATTERNS
 from stages.cmr_recon.model import PromptUnrolledNetConfig
 from stages.cmr_recon.transforms import ifft2c, rss
 
 MODALITIES: tuple[str, ...] = tuple(MODALITY_FOLDERS)
-PATTERNS: tuple[str, ...] = ("Uniform", "ktUniform", "ktGaussian", "ktRadial")
 ACCELERATION_BUCKETS: tuple[int, ...] = (4, 8, 10, 12, 16, 20, 24)
+
+
+def network_config(size: Any) -> PromptUnrolledNetConfig:
+    """The network of a params ``network`` section; the vocabulary sizes come from this module."""
+    return PromptUnrolledNetConfig(**size.model_dump(), num_modalities=len(MODALITIES), num_patterns=len(PATTERNS),
+                                   num_accelerations=len(ACCELERATION_BUCKETS))
 
 
 def condition_indices(modality: str, pattern: str, acceleration: int) -> tuple[int, int, int]:
@@ -46,7 +53,7 @@ class NetworkInputs:
     condition: torch.Tensor      # (B, 3) int64
     scale: torch.Tensor          # (B,) float32: multiply outputs by it
 
-    def to(self, device: torch.device) -> "NetworkInputs":
+    def to(self, device: torch.device) -> NetworkInputs:
         return NetworkInputs(*(t.to(device) for t in (self.masked_kspace, self.mask, self.acs_mask, self.condition, self.scale)))
 
 

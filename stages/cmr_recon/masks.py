@@ -19,10 +19,27 @@ in the acceleration R, so the effective acceleration is below R (see ``effective
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal, get_args
 
 import numpy as np
+from pydantic import AfterValidator
 
-PATTERNS = ("Uniform", "ktUniform", "ktGaussian", "ktRadial")
+# The one list of the challenge's undersampling patterns; params, file names and embeddings use it.
+Pattern = Literal["Uniform", "ktUniform", "ktGaussian", "ktRadial"]
+PATTERNS: tuple[str, ...] = get_args(Pattern)
+
+
+def _check_accelerations(patterns: dict[str, list[int]]) -> dict[str, list[int]]:
+    if not patterns:
+        raise ValueError("give at least one pattern")
+    for pattern, accelerations in patterns.items():
+        if not accelerations or any(r < 2 for r in accelerations):
+            raise ValueError(f"{pattern}: give one or more accelerations of at least 2 (got {accelerations})")
+    return patterns
+
+
+# A params value: accelerations per pattern, as `patterns: {Uniform: [4, 8], ktRadial: [8]}`.
+AccelerationsByPattern = Annotated[dict[Pattern, list[int]], AfterValidator(_check_accelerations)]
 # Accelerations the challenge used: Task 1 Uniform at 4, 8, 10; Task 2 k-t patterns at 4..24.
 TASK1_ACCELERATIONS = (4, 8, 10)
 TASK2_ACCELERATIONS = (4, 8, 12, 16, 20, 24)

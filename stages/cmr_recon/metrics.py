@@ -40,6 +40,8 @@ SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 ZSCORE_EPS = 1e-8
 METRIC_NAMES = ("psnr", "ssim", "nmse")
+# The reconstructions every cell compares, in report order.
+METHODS = ("zero_filled", "sense", "learned")
 
 
 class MetricInputError(ValueError):

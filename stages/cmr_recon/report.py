@@ -3,22 +3,17 @@ from __future__ import annotations
 
 import json
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from pydantic import Field
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from stages.cmr_recon.masks import PATTERNS, effective_acceleration, make_mask
+from stages.cmr_recon.metrics import METHODS
+from stages.common.io import read_table
+from stages.common.params import StrictModel
+from stages.common.report import HtmlReport, plt
+from stages.common.stage import StageContext, run_stage
 
-from stages.cmr_recon.masks import effective_acceleration, make_mask  # noqa: E402
-from stages.common.io import read_table  # noqa: E402
-from stages.common.params import StrictModel  # noqa: E402
-from stages.common.report import HtmlReport  # noqa: E402
-from stages.common.stage import run_stage  # noqa: E402
-
-STUDY = "cmr_recon"
-METHODS = ("zero_filled", "sense", "learned")
-PATTERNS = ("Uniform", "ktUniform", "ktGaussian", "ktRadial")
 # Real CMRxRecon2023 validation data, PromptMR+ at 10x (the study note); context only, not comparable
 # with the synthetic smoke run.
 PUBLISHED_PROMPTMR_PLUS = [
@@ -30,7 +25,7 @@ PUBLISHED_PROMPTMR_PLUS = [
 
 
 class ReportParams(StrictModel):
-    examples_per_pattern: int = 1
+    examples_per_pattern: int = Field(ge=0)
 
 
 def mask_figure(patterns_and_rates: dict[str, int], ny: int = 64, nx: int = 96, nt: int = 12):
@@ -102,55 +97,54 @@ def cell_table(per_setting: pd.DataFrame, metric: str, held_out: set[str]) -> pd
     return table[["modality", "pattern", "acceleration", *[m for m in METHODS if m in table.columns]]]
 
 
-def main() -> None:
-    with run_stage(STUDY, "report", ReportParams) as ctx:
-        evaluation = ctx.data / "evaluation"
-        summary = json.loads((ctx.data / "metrics" / "evaluate.json").read_text())
-        per_setting = read_table(evaluation / "per_setting.csv")
-        per_image = read_table(evaluation / "per_image.csv")
-        settings = read_table(ctx.data / "interim" / "undersampled" / "undersampled.csv")
-        loss = read_table(ctx.data / "metrics" / "train_loss.csv")
-        held_out = set(per_image.loc[per_image.held_out.astype(bool), "modality"])
-        examples = np.load(evaluation / "examples.npz", allow_pickle=False)
+def report(ctx: StageContext[ReportParams]) -> None:
+    evaluation = ctx.dep("evaluation")
+    summary = json.loads(ctx.dep("metrics/evaluate.json").read_text())
+    per_setting = read_table(evaluation / "per_setting.csv")
+    per_image = read_table(evaluation / "per_image.csv")
+    settings = read_table(ctx.dep("interim/undersampled/undersampled.csv"))
+    loss = read_table(ctx.dep("metrics/train_loss.csv"))
+    held_out = set(per_image.loc[per_image.held_out.astype(bool), "modality"])
+    examples = np.load(evaluation / "examples.npz", allow_pickle=False)
 
-        report = HtmlReport("cmr_recon: CMRxRecon2024 reconstruction (synthetic smoke run)"
-                            if ctx.common.scale == "smoke" else "cmr_recon: CMRxRecon2024 reconstruction")
-        wins = summary["learned_vs_zero_filled"]
-        against_sense = summary["learned_vs_sense"]
-        report.paragraph(
-            f"Learned model vs zero-filled, official validation metrics: better PSNR in {wins['psnr']}/{wins['cells']} "
-            f"(modality, pattern) cells, SSIM in {wins['ssim']}/{wins['cells']}, NMSE in {wins['nmse']}/{wins['cells']}. "
-            f"Against SENSE (as measured): PSNR {against_sense['psnr']}/{against_sense['cells']}, "
-            f"SSIM {against_sense['ssim']}/{against_sense['cells']}, NMSE {against_sense['nmse']}/{against_sense['cells']}."
-        )
-        report.heading("Overall (mean over (modality, pattern) cells)")
-        overall = [{"protocol": protocol, "method": method, **values}
-                   for protocol in ("validation", "test", "fastmri") for method, values in summary[protocol].items()]
-        report.table(overall, "validation = official metrics, central slices, first frames, centre crop; "
-                              "test = official metrics without crop; fastmri = fastMRI's volume-wise definition")
-        report.heading("Sampling masks")
-        highest = settings.groupby("pattern").acceleration.max().to_dict()
-        report.figure(mask_figure({p: int(highest[p]) for p in PATTERNS if p in highest}), "16 ACS lines (16 x 16 for ktRadial) are not counted in R")
-        effective = settings.groupby(["pattern", "acceleration"]).effective_acceleration.mean().reset_index()
-        report.table(effective, "nominal vs effective acceleration of the evaluated masks")
-        report.heading("Example reconstructions")
-        keys = sorted({name.split("/")[0] for name in examples.files})
-        for key in keys[: ctx.params.examples_per_pattern * len(PATTERNS)]:
-            report.figure(example_figure(examples, key), f"{key}: target, zero-filled, SENSE, learned and error maps")
-        report.heading("Metric against acceleration")
-        report.figure(curve_figure(per_setting, "psnr"), "official PSNR (validation protocol)")
-        report.figure(curve_figure(per_setting, "ssim"), "official SSIM (validation protocol)")
-        for metric in ("psnr", "ssim", "nmse"):
-            report.heading(f"{metric.upper()} per modality x pattern x acceleration", level=3)
-            report.table(cell_table(per_setting, metric, held_out), f"official {metric}, validation protocol; held-out modalities were never trained on")
-        report.heading("Training")
-        report.figure(loss_figure(loss), "training loss per epoch")
-        report.heading("Published reference points (real data; not comparable with the synthetic run)")
-        report.table(PUBLISHED_PROMPTMR_PLUS, "PromptMR+ on CMRxRecon2023 validation at 10x, as published")
-        report.paragraph("Published numbers are on real CMRxRecon data; the smoke run uses a small synthetic phantom, "
-                         "so only the ordering of methods is meaningful here.", note=True)
-        ctx.publish_report(report)
+    page = HtmlReport("cmr_recon: CMRxRecon2024 reconstruction (synthetic smoke run)"
+                        if ctx.common.scale == "smoke" else "cmr_recon: CMRxRecon2024 reconstruction")
+    wins = summary["learned_vs_zero_filled"]
+    against_sense = summary["learned_vs_sense"]
+    page.paragraph(
+        f"Learned model vs zero-filled, official validation metrics: better PSNR in {wins['psnr']}/{wins['cells']} "
+        f"(modality, pattern) cells, SSIM in {wins['ssim']}/{wins['cells']}, NMSE in {wins['nmse']}/{wins['cells']}. "
+        f"Against SENSE (as measured): PSNR {against_sense['psnr']}/{against_sense['cells']}, "
+        f"SSIM {against_sense['ssim']}/{against_sense['cells']}, NMSE {against_sense['nmse']}/{against_sense['cells']}."
+    )
+    page.heading("Overall (mean over (modality, pattern) cells)")
+    overall = [{"protocol": protocol, "method": method, **values}
+               for protocol in ("validation", "test", "fastmri") for method, values in summary[protocol].items()]
+    page.table(overall, "validation = official metrics, central slices, first frames, centre crop; "
+                          "test = official metrics without crop; fastmri = fastMRI's volume-wise definition")
+    page.heading("Sampling masks")
+    highest = settings.groupby("pattern").acceleration.max().to_dict()
+    page.figure(mask_figure({p: int(highest[p]) for p in PATTERNS if p in highest}), "16 ACS lines (16 x 16 for ktRadial) are not counted in R")
+    effective = settings.groupby(["pattern", "acceleration"]).effective_acceleration.mean().reset_index()
+    page.table(effective, "nominal vs effective acceleration of the evaluated masks")
+    page.heading("Example reconstructions")
+    keys = sorted({name.split("/")[0] for name in examples.files})
+    for key in keys[: ctx.params.examples_per_pattern * len(PATTERNS)]:
+        page.figure(example_figure(examples, key), f"{key}: target, zero-filled, SENSE, learned and error maps")
+    page.heading("Metric against acceleration")
+    page.figure(curve_figure(per_setting, "psnr"), "official PSNR (validation protocol)")
+    page.figure(curve_figure(per_setting, "ssim"), "official SSIM (validation protocol)")
+    for metric in ("psnr", "ssim", "nmse"):
+        page.heading(f"{metric.upper()} per modality x pattern x acceleration", level=3)
+        page.table(cell_table(per_setting, metric, held_out), f"official {metric}, validation protocol; held-out modalities were never trained on")
+    page.heading("Training")
+    page.figure(loss_figure(loss), "training loss per epoch")
+    page.heading("Published reference points (real data; not comparable with the synthetic run)")
+    page.table(PUBLISHED_PROMPTMR_PLUS, "PromptMR+ on CMRxRecon2023 validation at 10x, as published")
+    page.paragraph("Published numbers are on real CMRxRecon data; the smoke run uses a small synthetic phantom, "
+                     "so only the ordering of methods is meaningful here.", note=True)
+    ctx.publish_report(page)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(report)

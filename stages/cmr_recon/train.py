@@ -14,56 +14,51 @@ import time
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import Field
 
 from stages.cmr_recon.dataset import apply_mask, load_manifest, manifest_file, with_time_axis
 from stages.cmr_recon.io import read_kspace
-from stages.cmr_recon.learned import ACCELERATION_BUCKETS, MODALITIES, PATTERNS, build_inputs, condition_indices
+from stages.cmr_recon.learned import build_inputs, condition_indices, network_config
 from stages.cmr_recon.losses import reconstruction_loss
-from stages.cmr_recon.masks import acs_mask, make_mask
-from stages.cmr_recon.model import PromptUnrolledNetConfig
+from stages.cmr_recon.masks import AccelerationsByPattern, acs_mask, make_mask
 from stages.cmr_recon.transforms import ifft2c, rss
 from stages.common.atomic import atomic_directory, atomic_path, write_json
+from stages.common.badinput import BadInputError
 from stages.common.io import write_table
 from stages.common.params import StrictModel
-from stages.common.runtime import choose_device, progress
-from stages.common.stage import run_stage
+from stages.common.runtime import progress
+from stages.common.stage import Metrics, StageContext, run_stage
 from stages.common.tracking import stage_input_hashes
 
-STUDY = "cmr_recon"
-Pattern = Literal["Uniform", "ktUniform", "ktGaussian", "ktRadial"]
+
+class NetworkParams(StrictModel):
+    """The network's size; its fields are those of :class:`PromptUnrolledNetConfig` that params choose."""
+
+    num_cascades: int = Field(ge=1)
+    chans: int = Field(ge=1)
+    pools: int = Field(ge=1)
+    sens_chans: int = Field(ge=1)
+    sens_pools: int = Field(ge=1)
+    adjacent_frames: int = Field(ge=0)
+    num_prompts: int = Field(ge=1)
+    prompt_dim: int = Field(ge=1)
 
 
 class TrainParams(StrictModel):
-    num_cascades: int = 3
-    chans: int = 8
-    pools: int = 2
-    sens_chans: int = 4
-    sens_pools: int = 2
-    adjacent_frames: int = 1
-    num_prompts: int = 4
-    prompt_dim: int = 8
-    epochs: int = 4
-    steps_per_epoch: int = 60
-    batch_size: int = 2
-    learning_rate: float = 1e-3
-    l1_weight: float = 0.1
-    patterns: dict[Pattern, list[int]] = {"Uniform": [4, 8, 10], "ktUniform": [4, 8, 16], "ktGaussian": [4, 8, 16], "ktRadial": [4, 8, 16]}
-    acs: int = 16
-    cached_files: int = 64
-    num_threads: int = 0  # 0: torch's default (OMP_NUM_THREADS, which Ray sets from the task's num_cpus)
-
-    def network(self) -> PromptUnrolledNetConfig:
-        return PromptUnrolledNetConfig(
-            num_cascades=self.num_cascades, chans=self.chans, pools=self.pools, sens_chans=self.sens_chans,
-            sens_pools=self.sens_pools, adjacent_frames=self.adjacent_frames, num_prompts=self.num_prompts,
-            prompt_dim=self.prompt_dim, num_modalities=len(MODALITIES), num_patterns=len(PATTERNS),
-            num_accelerations=len(ACCELERATION_BUCKETS),
-        )
+    network: NetworkParams
+    epochs: int = Field(ge=1)
+    steps_per_epoch: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    l1_weight: float = Field(ge=0)
+    patterns: AccelerationsByPattern
+    acs: int = Field(ge=0)
+    cached_files: int = Field(ge=1)
+    num_threads: int = Field(ge=1)
 
 
 def training_fingerprint(params: TrainParams, seed: int, input_hashes: dict[str, str]) -> str:
@@ -87,7 +82,7 @@ def draw_batch(rng: np.random.Generator, files: pd.DataFrame, read, params: Trai
     mask = make_mask(pattern, nx, ny, nt, acceleration, acs=params.acs, seed=int(rng.integers(2**31)))
     pairs = [(int(rng.integers(nz)), int(rng.integers(nt))) for _ in range(params.batch_size)]
     inputs = build_inputs(apply_mask(kspace, mask), mask, acs_mask(pattern, nx, ny, acs=params.acs), pairs,
-                          params.adjacent_frames, condition_indices(case.modality, pattern, acceleration))
+                          params.network.adjacent_frames, condition_indices(case.modality, pattern, acceleration))
     targets = np.stack([rss(ifft2c(kspace[t, z]), coil_axis=0) for z, t in pairs]).astype(np.float32)
     return inputs, torch.from_numpy(targets) / inputs.scale[:, None, None]
 
@@ -104,74 +99,68 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
     return state if state.get("fingerprint") == fingerprint else None
 
 
-def main() -> None:
-    with run_stage(STUDY, "train", TrainParams) as ctx:
-        p = ctx.params
-        if p.num_threads:
-            torch.set_num_threads(p.num_threads)
-        device = choose_device(ctx.common.device)
-        manifest, dataset_root = load_manifest(ctx.data, ctx.root)
-        files = manifest[manifest["split"] == "train"].reset_index(drop=True)
-        if files.empty:
-            raise ValueError("cmr_recon-train: the manifest has no training files")
+def train(ctx: StageContext[TrainParams]) -> Metrics:
+    p = ctx.params
+    device = ctx.torch_device(p.num_threads)
+    manifest, dataset_root = load_manifest(ctx.dep("interim/ingest"), ctx.root)
+    files = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    if files.empty:
+        raise BadInputError(f"{ctx.dep('interim/ingest/manifest.csv')}: no training files (split 'train')")
 
-        @lru_cache(maxsize=p.cached_files)
-        def read(relative: str) -> np.ndarray:
-            return read_kspace(manifest_file(dataset_root, relative))
+    @lru_cache(maxsize=p.cached_files)
+    def read(relative: str) -> np.ndarray:
+        return read_kspace(manifest_file(dataset_root, relative))
 
-        model = p.network().build().to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
-        fingerprint = training_fingerprint(p, ctx.common.seed, stage_input_hashes(f"{STUDY}-train", ctx.root))
-        checkpoint_path = ctx.data / "checkpoints" / "last.pt"
-        history: list[dict] = []
-        start_epoch = 0
-        resumed = load_checkpoint(checkpoint_path, fingerprint)
-        if resumed is not None:
-            model.load_state_dict(resumed["model"])
-            optimiser.load_state_dict(resumed["optimizer"])
-            history, start_epoch = list(resumed["history"]), int(resumed["epoch"]) + 1
-            print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
-        ctx.log_metrics({"parameters": sum(t.numel() for t in model.parameters()), "resumed_epochs": start_epoch})
+    model = network_config(p.network).build().to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
+    fingerprint = training_fingerprint(p, ctx.common.seed, stage_input_hashes(ctx.spec.deps, ctx.root))
+    checkpoint_path = ctx.scratch("last.pt")
+    history: list[dict] = []
+    start_epoch = 0
+    resumed = load_checkpoint(checkpoint_path, fingerprint)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimiser.load_state_dict(resumed["optimizer"])
+        history, start_epoch = list(resumed["history"]), int(resumed["epoch"]) + 1
+        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+    parameters = sum(t.numel() for t in model.parameters())
+    ctx.log_metrics({"parameters": parameters, "resumed_epochs": start_epoch})
 
-        started = time.perf_counter()
-        for epoch in range(start_epoch, p.epochs):
-            model.train()
-            rng = np.random.default_rng([ctx.common.seed, epoch])
-            losses = []
-            for step in progress(range(p.steps_per_epoch), f"epoch {epoch + 1}/{p.epochs}", p.steps_per_epoch):
-                inputs, target = draw_batch(rng, files, read, p)
-                inputs, target = inputs.to(device), target.to(device)
-                prediction = model(inputs.masked_kspace, inputs.mask, inputs.acs_mask, inputs.condition)
-                loss = reconstruction_loss(prediction, target, alpha=p.l1_weight)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-                losses.append(float(loss.detach()))
-                if step % 10 == 0:
-                    ctx.log_metrics({"train_loss_step": losses[-1]}, step=epoch * p.steps_per_epoch + step)
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
-            ctx.log_metrics({"train_loss": history[-1]["loss"]}, step=epoch + 1)
-            save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                                              "optimizer": optimiser.state_dict(), "history": history})
-        seconds = time.perf_counter() - started
-        trained_steps = (p.epochs - start_epoch) * p.steps_per_epoch
+    started = time.perf_counter()
+    for epoch in range(start_epoch, p.epochs):
+        model.train()
+        rng = np.random.default_rng([ctx.common.seed, epoch])
+        losses = []
+        for step in progress(range(p.steps_per_epoch), f"epoch {epoch + 1}/{p.epochs}", p.steps_per_epoch):
+            inputs, target = draw_batch(rng, files, read, p)
+            inputs, target = inputs.to(device), target.to(device)
+            prediction = model(inputs.masked_kspace, inputs.mask, inputs.acs_mask, inputs.condition)
+            loss = reconstruction_loss(prediction, target, alpha=p.l1_weight)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            if step % 10 == 0:
+                ctx.log_metrics({"train_loss_step": losses[-1]}, step=epoch * p.steps_per_epoch + step)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses))})
+        ctx.log_metrics({"train_loss": history[-1]["loss"]}, step=epoch + 1)
+        save_checkpoint(checkpoint_path, {"fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                                          "optimizer": optimiser.state_dict(), "history": history})
+    seconds = time.perf_counter() - started
+    trained_steps = (p.epochs - start_epoch) * p.steps_per_epoch
 
-        out = ctx.data / "models"
-        with atomic_directory(out) as staging:
-            torch.save({"state_dict": model.state_dict(), "config": asdict(p.network())}, staging / "model.pt")
-        summary = {
-            "final_loss": history[-1]["loss"] if history else float("nan"),
-            "epochs": p.epochs,
-            "parameters": sum(t.numel() for t in model.parameters()),
-            "samples_per_second": trained_steps * p.batch_size / seconds if trained_steps else 0.0,
-            "device": device.type,
-        }
-        write_json(ctx.data / "metrics" / "train.json", summary)
-        write_table(ctx.data / "metrics" / "train_loss.csv", pd.DataFrame(history, columns=["epoch", "loss"]))
-        ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-        ctx.log_artifact(ctx.data / "metrics" / "train_loss.csv")
-        checkpoint_path.unlink(missing_ok=True)  # it only serves an interrupted run; a forced rerun trains afresh
+    with atomic_directory(ctx.out("models")) as staging:
+        torch.save({"state_dict": model.state_dict(), "config": asdict(network_config(p.network))}, staging / "model.pt")
+    # Timings vary run to run: they go to MLflow only, never into the hashed metrics file.
+    summary = {"final_loss": history[-1]["loss"] if history else float("nan"), "epochs": p.epochs,
+               "parameters": parameters, "device": device.type}
+    write_json(ctx.out("metrics/train.json"), summary)
+    write_table(ctx.out("metrics/train_loss.csv"), pd.DataFrame(history, columns=["epoch", "loss"]))
+    ctx.log_artifact(ctx.out("metrics/train_loss.csv"))
+    checkpoint_path.unlink(missing_ok=True)  # it only serves an interrupted run; a forced rerun trains afresh
+    return {"final_loss": summary["final_loss"], "parameters": parameters,
+            "samples_per_second": trained_steps * p.batch_size / seconds if trained_steps else 0.0}
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(train)

@@ -5,8 +5,10 @@ atomic (see :mod:`stages.common.atomic`).
 """
 from __future__ import annotations
 
+import gzip
 import os
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -167,11 +169,32 @@ def write_nifti(path: PathLike, array: np.ndarray, spacing: tuple[float, ...] | 
     image = nib.Nifti1Image(np.asarray(array), affine)
     if spacing is not None:
         image.header.set_zooms(tuple(spacing)[: array.ndim])
-    suffix = ".nii.gz" if str(path).endswith(".nii.gz") else ".nii"
+    payload = image.to_bytes()
     with atomic_path(path) as temporary:
-        target = temporary.with_name(temporary.name + suffix)
-        nib.save(image, str(target))
-        os.replace(target, temporary)
+        if str(path).endswith(".gz"):
+            # nibabel's own gzip writer stamps the current time into the header; mtime=0 keeps equal data byte-identical
+            with open(temporary, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as packed:
+                packed.write(payload)
+        else:
+            temporary.write_bytes(payload)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- numpy archives
+def write_npz(path: PathLike, arrays: dict[str, np.ndarray], compress: bool = True) -> Path:
+    """An ``.npz`` that ``np.load`` reads, written atomically with fixed zip timestamps.
+
+    ``np.savez_compressed`` stamps each member with the current time, so equal arrays would give
+    different bytes (and DVC hashes) on every run; this writer does not.
+    """
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with atomic_path(path) as temporary:
+        with zipfile.ZipFile(temporary, "w", compression=method) as archive:
+            for name in sorted(arrays):
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = method
+                with archive.open(info, "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.asarray(arrays[name]), allow_pickle=False)
     return Path(path)
 
 

@@ -35,10 +35,12 @@ class StrictModel(BaseModel):
 
 
 class CommonParams(StrictModel):
-    scale: Literal["smoke", "full"] = "smoke"
-    seed: int = 0
-    on_bad_input: Literal["fatal", "skip"] = "fatal"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """The ``common`` section; its values live in params.yaml only."""
+
+    scale: Literal["smoke", "full"]
+    seed: int
+    on_bad_input: Literal["fatal", "skip"]
+    device: Literal["auto", "cpu", "cuda"]
 
 
 ParamsModel = TypeVar("ParamsModel", bound=StrictModel)
@@ -95,16 +97,35 @@ def apply_scale(section: dict[str, Any], scale: str, key: str, source: str = "pa
     return section
 
 
+def step_section(document: dict[str, Any], study: str, step: str, source: str = "params.yaml") -> dict[str, Any]:
+    study_section = document.get(study)
+    if not isinstance(study_section, dict) or step not in study_section:
+        raise ParamsError(f"{source}: {study}.{step}: section missing")
+    section = study_section[step]
+    if section is not None and not isinstance(section, dict):
+        raise ParamsError(f"{source}: {study}.{step}: expected a mapping, got {type(section).__name__}")
+    return section or {}
+
+
+def section_has_full(document: dict[str, Any], study: str, step: str) -> bool:
+    """Whether ``<study>.<step>`` has ``full:`` overrides (so its stage must list ``common.scale``)."""
+    section = (document.get(study) or {}).get(step) if isinstance(document.get(study), dict) else None
+    return isinstance(section, dict) and bool(section.get(FULL_OVERRIDES_KEY))
+
+
+def validate_step(
+    study: str, step: str, model: type[ParamsModel], document: dict[str, Any], source: str = "params.yaml",
+    scale: str | None = None,
+) -> tuple[CommonParams, ParamsModel]:
+    """Validate ``common`` and ``<study>.<step>`` of a params document (at ``scale``, default common.scale)."""
+    common = validate_section(CommonParams, document.get("common"), "common", source)
+    key = f"{study}.{step}"
+    merged = apply_scale(step_section(document, study, step, source), scale or common.scale, key, source)
+    return common, validate_section(model, merged, key, source)
+
+
 def load_params(
     study: str, step: str, model: type[ParamsModel], path: Path | None = None
 ) -> tuple[CommonParams, ParamsModel]:
     """Read and validate ``common`` and ``<study>.<step>`` from params.yaml."""
-    source = str(path or "params.yaml")
-    document = read_params_file(path)
-    common = validate_section(CommonParams, document.get("common"), "common", source)
-    study_section = document.get(study)
-    if not isinstance(study_section, dict) or step not in study_section:
-        raise ParamsError(f"{source}: {study}.{step}: section missing")
-    key = f"{study}.{step}"
-    merged = apply_scale(study_section[step], common.scale, key, source)
-    return common, validate_section(model, merged, key, source)
+    return validate_step(study, step, model, read_params_file(path), str(path or "params.yaml"))

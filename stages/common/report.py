@@ -4,11 +4,17 @@ from __future__ import annotations
 import base64
 import html
 import io
-import time
 from pathlib import Path
 from typing import Any
 
-from stages.common.atomic import write_text
+import matplotlib
+
+matplotlib.use("Agg")  # reports render without a display; set once here, before any pyplot import
+import matplotlib.pyplot as plt  # noqa: E402
+
+from stages.common.atomic import write_text  # noqa: E402
+
+__all__ = ["HtmlReport", "plt"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -53,11 +59,9 @@ class HtmlReport:
         self._parts.append(f"<table>{caption_html}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
     def figure(self, figure, caption: str = "") -> None:
-        """Embed a matplotlib figure as PNG and close it."""
-        import matplotlib.pyplot as plt
-
+        """Embed a matplotlib figure as PNG (no timestamp metadata, so equal figures give equal bytes) and close it."""
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
         plt.close(figure)
         encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
         self._parts.append(
@@ -66,11 +70,11 @@ class HtmlReport:
         )
 
     def render(self) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        """The page; no time stamp, so a rerun on the same inputs writes the same bytes (MLflow keeps the time)."""
         return (
             f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
-            f"<p><small>generated {stamp}</small></p>{''.join(self._parts)}</body></html>\n"
+            f"{''.join(self._parts)}</body></html>\n"
         )
 
     def write(self, path: Path) -> Path:

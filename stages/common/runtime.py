@@ -21,6 +21,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def configure_torch(num_threads: int) -> None:
+    """Threads from params (never from OMP_NUM_THREADS, which Ray sets per task) and deterministic kernels.
+
+    The same params then train the same bytes under ``dvc repro`` and under a flow on Ray.
+    """
+    import torch
+
+    if num_threads < 1:
+        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    torch.set_num_threads(num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def choose_device(preference: str = "auto"):
     """``cuda`` when asked for or when present under ``auto``; else ``cpu``.
 

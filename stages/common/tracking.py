@@ -11,14 +11,17 @@ import hashlib
 import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from stages.common.pipeline import StageSpec
+
 PARENT_RUN_ENV = "MEDREPRO_PARENT_RUN_ID"
 FLOW_RUN_ENV = "MEDREPRO_FLOW_RUN_ID"
+FLOW_RUN_TAG = "medrepro.flow_run_id"
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +93,23 @@ def path_md5(path: Path) -> str:
     return digest.hexdigest() + ".dir"
 
 
-def stage_input_hashes(stage_name: str, repo_root: Path) -> dict[str, str]:
-    """Hashes of a stage's deps: DVC's own from dvc.lock for upstream outputs, else computed."""
-    pipeline = yaml.safe_load((repo_root / "dvc.yaml").read_text()) if (repo_root / "dvc.yaml").exists() else {}
-    deps = ((pipeline or {}).get("stages", {}).get(stage_name) or {}).get("deps", [])
-    locked: dict[str, str] = {}
+def locked_output_hashes(repo_root: Path) -> dict[str, str]:
+    """md5 of every output recorded in dvc.lock, by path."""
     lock_file = repo_root / "dvc.lock"
+    locked: dict[str, str] = {}
     if lock_file.exists():
         lock = yaml.safe_load(lock_file.read_text()) or {}
         for stage in (lock.get("stages") or {}).values():
             for out in stage.get("outs", []):
                 if "md5" in out:
                     locked[out["path"]] = out["md5"]
-    return {dep: locked.get(dep) or path_md5(repo_root / dep) for dep in deps}
+    return locked
+
+
+def stage_input_hashes(deps: Iterable[str], repo_root: Path) -> dict[str, str]:
+    """Hashes of a stage's deps: DVC's own from dvc.lock for upstream outputs, else computed."""
+    locked = locked_output_hashes(repo_root)
+    return {dep: locked.get(dep) or path_md5(Path(dep) if Path(dep).is_absolute() else repo_root / dep) for dep in deps}
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -118,30 +125,29 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def stage_run(
-    study: str, step: str, params: Mapping[str, Any], repo_root: Path
-) -> Iterator[Any]:
+def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path) -> Iterator[Any]:
     """Open the MLflow run of one stage execution, tagged so runs compare side by side."""
     import mlflow
 
-    experiment_id = ensure_experiment(study, repo_root)
-    stage_name = os.environ.get("DVC_STAGE") or f"{study}-{step}"
+    experiment_id = ensure_experiment(spec.study, repo_root)
     commit, dirty = git_commit(repo_root)
     tags = {
-        "medrepro.study": study,
-        "medrepro.step": step,
-        "dvc.stage": stage_name,
+        "medrepro.study": spec.study,
+        "medrepro.step": spec.step,
+        "dvc.stage": spec.name,
         "mlflow.source.git.commit": commit,
         "medrepro.git_dirty": str(dirty).lower(),
     }
+    if spec.item is not None:
+        tags["medrepro.item"] = spec.item
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
         tags["mlflow.parentRunId"] = parent
     if os.environ.get(FLOW_RUN_ENV):
-        tags["medrepro.flow_run_id"] = os.environ[FLOW_RUN_ENV]
-    for dep, digest in stage_input_hashes(stage_name, repo_root).items():
+        tags[FLOW_RUN_TAG] = os.environ[FLOW_RUN_ENV]
+    for dep, digest in stage_input_hashes(spec.deps, repo_root).items():
         tags[f"input.{dep}"] = digest
-    with mlflow.start_run(experiment_id=experiment_id, run_name=stage_name, tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name, tags=tags) as run:
         flat = flatten(params)
         mlflow.log_params({key: str(value)[:6000] for key, value in flat.items()})
         yield run

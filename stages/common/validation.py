@@ -61,7 +61,6 @@ def validate_manifest(
     """Run the suite on the manifest DataFrame, save the result JSON, raise if any expectation failed."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")

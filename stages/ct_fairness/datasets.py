@@ -20,18 +20,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from stages.ct_fairness.metadata import amos_case_id
-from stages.ct_fairness.organs import ORGANS, amos_to_organ_table, map_labels, merge_binary_masks, merged_to_organ_table
 from stages.common.badinput import BadInputError
 from stages.common.io import FormatError, read_nifti, read_table, stored_nifti_spacing, write_nifti
 from stages.common.paths import resolve_inside
+from stages.ct_fairness.metadata import amos_case_id
+from stages.ct_fairness.organs import ORGANS, amos_to_organ_table, map_labels, merge_binary_masks, merged_to_organ_table
 
 TOTALSEG = "totalsegmentator"
 AMOS = "amos"
 DATASET_STYLES = (TOTALSEG, AMOS)
+DatasetName = Literal["totalsegmentator", "amos"]
 TOTALSEG_META = "meta.csv"
 AMOS_META = "labeled_data_meta_0000_0599.csv"
 AMOS_SPLITS = (("imagesTr", "labelsTr"), ("imagesVa", "labelsVa"))
@@ -221,7 +223,7 @@ def lps_affine(spacing: tuple[float, float, float], shape: tuple[int, ...]) -> n
 
 def ras_affine(spacing: tuple[float, float, float], shape: tuple[int, ...]) -> np.ndarray:
     affine = np.diag([spacing[0], spacing[1], spacing[2], 1.0])
-    affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(shape[:3], spacing)]
+    affine[:3, 3] = [-(n - 1) / 2 * s for n, s in zip(shape[:3], spacing, strict=True)]
     return affine
 
 

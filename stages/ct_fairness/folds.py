@@ -134,6 +134,9 @@ def split_table(experiments: list[Experiment]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["experiment", "variable", "dataset", "fold", "role", "group", "case"])
 
 
-def load_splits(study_data: Path) -> dict:
-    """``splits.json`` as ct_fairness-preprocess wrote it (experiments with their folds)."""
-    return json.loads((study_data / "interim" / "splits" / "splits.json").read_text())
+SPLITS_FILE = "splits.json"
+
+
+def load_splits(folder: Path) -> dict:
+    """``<folder>/splits.json`` as ct_fairness-preprocess wrote it (experiments with their folds)."""
+    return json.loads((folder / SPLITS_FILE).read_text())

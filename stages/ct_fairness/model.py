@@ -29,7 +29,7 @@ class NetworkConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, saved: dict) -> "NetworkConfig":
+    def from_dict(cls, saved: dict) -> NetworkConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 

@@ -89,7 +89,7 @@ class Scanner:
     enhancement: float = 1.0
 
     def shape(self) -> tuple[int, int, int]:
-        return tuple(max(8, int(round(f / s))) for f, s in zip(self.fov_mm, self.spacing))  # type: ignore[return-value]
+        return tuple(max(8, int(round(f / s))) for f, s in zip(self.fov_mm, self.spacing, strict=True))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def scanner_hu(hu: float, name: str, scanner: Scanner) -> float:
 
 def grid_mm(shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
     """``(3, *shape)`` voxel-centre coordinates in mm, origin at the volume centre."""
-    axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * s for n, s in zip(shape, spacing)]
+    axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2.0) * s for n, s in zip(shape, spacing, strict=True)]
     return np.stack(np.meshgrid(*axes, indexing="ij"))
 
 
@@ -188,7 +188,7 @@ def ellipsoid_radius(coords: np.ndarray, centre, semi_axes, angle_deg: float) ->
 def tube_radius(coords: np.ndarray, points: np.ndarray, radii: np.ndarray) -> np.ndarray:
     """Normalised distance to a polyline tube whose radius varies linearly along each segment."""
     best = np.full(coords.shape[1:], np.inf, dtype=np.float32)
-    for start, end, r_start, r_end in zip(points[:-1], points[1:], radii[:-1], radii[1:]):
+    for start, end, r_start, r_end in zip(points[:-1], points[1:], radii[:-1], radii[1:], strict=True):
         direction = end - start
         relative = coords - start.reshape(3, 1, 1, 1)
         t = np.clip(np.tensordot(direction, relative, axes=1) / float(direction @ direction), 0.0, 1.0)
@@ -234,8 +234,8 @@ def render_phantom(anatomy: Anatomy, scanner: Scanner) -> tuple[np.ndarray, np.n
 
     for name, (centre, semi) in _ELLIPSOIDS.items():
         linear = np.cbrt(anatomy.volume_scale[name])
-        axes_mm = [a * linear * j for a, j in zip(semi, anatomy.axis_jitter[name])]
-        position = [c * body + o for c, o in zip(centre, anatomy.offsets_mm[name])]
+        axes_mm = [a * linear * j for a, j in zip(semi, anatomy.axis_jitter[name], strict=True)]
+        position = [c * body + o for c, o in zip(centre, anatomy.offsets_mm[name], strict=True)]
         paint(name, ellipsoid_radius(coords, position, axes_mm, anatomy.rotation_deg[name]) + 0.06 * irregular < 1.0)
     offset = np.asarray(anatomy.offsets_mm["pancreas"])
     points = _PANCREAS_POINTS * np.array([body, body, 1.0]) + offset

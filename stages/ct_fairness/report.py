@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import json
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from pydantic import Field
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from stages.common.io import read_table
+from stages.common.params import StrictModel
+from stages.common.report import HtmlReport, plt
+from stages.common.stage import Metrics, StageContext, run_stage
+from stages.ct_fairness.folds import VARIABLES
+from stages.ct_fairness.organs import ORGANS
 
-from stages.ct_fairness.folds import VARIABLES  # noqa: E402
-from stages.ct_fairness.organs import ORGANS  # noqa: E402
-from stages.common.io import read_table  # noqa: E402
-from stages.common.params import StrictModel  # noqa: E402
-from stages.common.report import HtmlReport  # noqa: E402
-from stages.common.stage import run_stage  # noqa: E402
-
-STUDY = "ct_fairness"
 LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.85, 0.3, 0.2, 0.6), (0.2, 0.7, 0.3, 0.6), (0.2, 0.4, 0.9, 0.6), (0.95, 0.8, 0.1, 0.7)])
 
 
 class ReportParams(StrictModel):
-    examples: int = 4
+    examples: int = Field(ge=0)   # example segmentation figures (one per experiment and test group, at most)
 
 
 def gap_cell(gap: float, mark: str) -> str:
@@ -50,7 +46,7 @@ def gap_bars(gaps: pd.DataFrame):
     dice = gaps[gaps.metric == "dice"]
     experiments = list(dict.fromkeys(dice.experiment))
     figure, axes = plt.subplots(1, len(experiments), figsize=(4.4 * len(experiments), 3.6), squeeze=False, sharey=True)
-    for axis, experiment in zip(axes[0], experiments):
+    for axis, experiment in zip(axes[0], experiments, strict=True):
         block = dice[dice.experiment == experiment]
         groups = list(dict.fromkeys(block.test_group))
         x = np.arange(len(ORGANS))
@@ -58,7 +54,7 @@ def gap_bars(gaps: pd.DataFrame):
             values = block[block.test_group == group].set_index("organ").reindex(list(ORGANS))
             positions = x + (offset - 0.5) * 0.38
             axis.bar(positions, values.gap_percent, width=0.38, label=f"test {group}")
-            for position, gap, mark in zip(positions, values.gap_percent, values.significance.fillna("")):
+            for position, gap, mark in zip(positions, values.gap_percent, values.significance.fillna(""), strict=True):
                 if mark and np.isfinite(gap):
                     axis.text(position, gap, mark, ha="center", va="bottom" if gap >= 0 else "top", fontsize=10)
         axis.axhline(0, color="black", linewidth=0.8)
@@ -96,7 +92,7 @@ def comparison_figure(table: pd.DataFrame):
 def diversity_figure(diversity: pd.DataFrame, fits: pd.DataFrame):
     figure, axes = plt.subplots(1, len(ORGANS), figsize=(3.4 * len(ORGANS), 3.2), squeeze=False)
     fit_by_organ = fits.set_index("organ")
-    for axis, organ in zip(axes[0], ORGANS):
+    for axis, organ in zip(axes[0], ORGANS, strict=True):
         points = diversity[diversity.organ == organ]
         for experiment, block in points.groupby("experiment"):
             axis.scatter(block.volume_sd_ml, block.dice, s=14, label=experiment)
@@ -120,7 +116,7 @@ def example_figure(examples, key: str):
     panels = [("image", None), ("ground truth", "truth"), ("same-group model", "same"),
               (f"model trained on {examples[f'{key}/other_group']}", "other")]
     figure, axes = plt.subplots(1, 4, figsize=(12, 3.3))
-    for axis, (title, name) in zip(axes, panels):
+    for axis, (title, name) in zip(axes, panels, strict=True):
         # RAS array: show patient right on the image's left, anterior up (radiological view)
         axis.imshow(np.flipud(image.T)[:, ::-1], cmap="gray", vmin=0, vmax=1)
         if name:
@@ -143,69 +139,68 @@ def loss_figure(curves: dict[str, pd.DataFrame]):
     return figure
 
 
-def main() -> None:
-    with run_stage(STUDY, "report", ReportParams) as ctx:
-        evaluation = ctx.data / "evaluation"
-        summary = json.loads((ctx.data / "metrics" / "evaluate.json").read_text())
-        gaps = read_table(evaluation / "gaps.csv", keep_default_na=False, na_values=[""])
-        gaps["significance"] = gaps["significance"].fillna("")
-        diversity = read_table(evaluation / "volume_diversity.csv")
-        fits = read_table(evaluation / "volume_diversity_fit.csv")
-        truth_path = evaluation / "truth_vs_measured.csv"
-        truth = read_table(truth_path) if truth_path.exists() else None
-        examples = np.load(evaluation / "examples.npz", allow_pickle=False)
-        curves = {v: read_table(ctx.data / "metrics" / f"train_{v}_loss.csv") for v in VARIABLES
-                  if (ctx.data / "metrics" / f"train_{v}_loss.csv").exists()}
+def report(ctx: StageContext[ReportParams]) -> Metrics:
+    evaluation = ctx.dep("evaluation")
+    summary = json.loads(ctx.dep("metrics/evaluate.json").read_text())
+    gaps = read_table(evaluation / "gaps.csv", keep_default_na=False, na_values=[""])
+    gaps["significance"] = gaps["significance"].fillna("")
+    diversity = read_table(evaluation / "volume_diversity.csv")
+    fits = read_table(evaluation / "volume_diversity_fit.csv")
+    truth_path = evaluation / "truth_vs_measured.csv"
+    truth = read_table(truth_path) if truth_path.exists() else None
+    curves = {v: curve for v in VARIABLES if len(curve := read_table(ctx.dep(f"metrics/train_{v}_loss.csv"), ("step", "loss")))}
 
-        synthetic = truth is not None
-        report = HtmlReport("ct_fairness: population shift by age and sex in abdominal CT segmentation"
-                            + (" (synthetic smoke run)" if synthetic and ctx.common.scale == "smoke" else ""))
-        report.paragraph(
-            "Reproduces the design of Cevora, Glocker and Bai (MICCAI FAIMI 2024): per group variable, five folds with "
-            "balanced test sets and one equal-size single-group training set per group; the performance gap "
-            "PG_g = 100 (D(g|other) - D(g|same)) / mean(D(g|same), D(g|other)) per organ and test group, with Welch's "
-            "t-test over test cases (* p <= 0.05, ** p <= 0.01). A negative Dice gap means the model trained on the "
-            "other group segments group g worse.")
-        mean_abs = summary["mean_abs_gap_percent"]
-        report.paragraph("Mean |Dice gap| over organs and test groups: "
-                         + ", ".join(f"{variable} {value:.1f}%" for variable, value in mean_abs.items())
-                         + (". The paper finds the age and sex gaps of similar size to the cross-dataset gap." if "dataset" in mean_abs else "."))
-        if synthetic:
-            report.paragraph(f"Synthetic truth: the measured gaps point the way the generator's known shifts predict in "
-                             f"{summary.get('truth_direction_agrees', 0)} of {summary.get('truth_rows', 0)} (experiment, organ) cells.")
+    synthetic = truth is not None
+    page = HtmlReport("ct_fairness: population shift by age and sex in abdominal CT segmentation"
+                      + (" (synthetic smoke run)" if synthetic and ctx.common.scale == "smoke" else ""))
+    page.paragraph(
+        "Reproduces the design of Cevora, Glocker and Bai (MICCAI FAIMI 2024): per group variable, five folds with "
+        "balanced test sets and one equal-size single-group training set per group; the performance gap "
+        "PG_g = 100 (D(g|other) - D(g|same)) / mean(D(g|same), D(g|other)) per organ and test group, with Welch's "
+        "t-test over test cases (* p <= 0.05, ** p <= 0.01). A negative Dice gap means the model trained on the "
+        "other group segments group g worse.")
+    mean_abs = summary["mean_abs_gap_percent"]
+    page.paragraph("Mean |Dice gap| over organs and test groups: "
+                   + ", ".join(f"{variable} {value:.1f}%" for variable, value in mean_abs.items())
+                   + (". The paper finds the age and sex gaps of similar size to the cross-dataset gap." if "dataset" in mean_abs else "."))
+    if synthetic:
+        page.paragraph(f"Synthetic truth: the measured gaps point the way the generator's known shifts predict in "
+                       f"{summary.get('truth_direction_agrees', 0)} of {summary.get('truth_rows', 0)} (experiment, organ) cells.")
 
-        report.heading("Dice performance gaps")
-        report.table(gap_matrix(gaps, "dice"), "gap with significance mark; p from Welch's t-test; mean Dice of the same-group / other-group model")
-        report.figure(gap_bars(gaps), "Dice gap per organ and test group (* p <= 0.05, ** p <= 0.01)")
-        report.heading("Population gap against the cross-dataset gap")
-        table = comparison_table(gaps)
-        report.table(table, "mean |Dice gap| per organ for each group variable; 'dataset' is the cross-dataset gap")
-        report.figure(comparison_figure(table), "population (sex, age) against cross-dataset gaps")
-        if synthetic:
-            report.heading("Synthetic truth against the measured gaps")
-            report.table(truth.drop(columns=["variable"]),
-                         "true difference of the second group from the first (generator: organ volume change %, attenuation "
-                         "shift HU, noise change HU) beside the measured Dice gap of each test group; 'negative' is expected "
-                         "where the generator puts a shift (agrees: mean of the two gaps < 0, the effect may be asymmetric), "
-                         "'none' where it puts none (agrees: neither gap significant)")
-        report.heading("Organ-volume diversity and generalisation")
-        report.figure(diversity_figure(diversity, fits), "per trained model: SD of ground-truth organ volume in its training set "
-                                                         "against its mean test Dice, with the least-squares line and Pearson r")
-        report.table(fits, "Pearson r of training-set volume SD against test Dice, per organ")
-        report.heading("HD95 performance gaps")
-        report.table(gap_matrix(gaps, "hd95"), "same formula on HD95 (mm; lower is better, so a positive gap means worse)")
-        report.heading("Example segmentations")
-        keys = sorted({name.rsplit("/", 1)[0] for name in examples.files})
-        for key in keys[: ctx.params.examples]:
-            report.figure(example_figure(examples, key), f"{key}: same-group vs other-group model")
-        if curves:
-            report.heading("Training")
-            report.figure(loss_figure(curves), "training loss, mean over each variable's models")
-        if synthetic:
-            report.paragraph("Numbers come from small synthetic phantoms and tiny U-Nets trained for a few hundred patches; "
-                             "only the design and the direction of effects are meaningful, not the sizes.", note=True)
-        ctx.publish_report(report)
+    page.heading("Dice performance gaps")
+    page.table(gap_matrix(gaps, "dice"), "gap with significance mark; p from Welch's t-test; mean Dice of the same-group / other-group model")
+    page.figure(gap_bars(gaps), "Dice gap per organ and test group (* p <= 0.05, ** p <= 0.01)")
+    page.heading("Population gap against the cross-dataset gap")
+    table = comparison_table(gaps)
+    page.table(table, "mean |Dice gap| per organ for each group variable; 'dataset' is the cross-dataset gap")
+    page.figure(comparison_figure(table), "population (sex, age) against cross-dataset gaps")
+    if synthetic:
+        page.heading("Synthetic truth against the measured gaps")
+        page.table(truth.drop(columns=["variable"]),
+                   "true difference of the second group from the first (generator: organ volume change %, attenuation "
+                   "shift HU, noise change HU) beside the measured Dice gap of each test group; 'negative' is expected "
+                   "where the generator puts a shift (agrees: mean of the two gaps < 0, the effect may be asymmetric), "
+                   "'none' where it puts none (agrees: neither gap significant)")
+    page.heading("Organ-volume diversity and generalisation")
+    page.figure(diversity_figure(diversity, fits), "per trained model: SD of ground-truth organ volume in its training set "
+                                                   "against its mean test Dice, with the least-squares line and Pearson r")
+    page.table(fits, "Pearson r of training-set volume SD against test Dice, per organ")
+    page.heading("HD95 performance gaps")
+    page.table(gap_matrix(gaps, "hd95"), "same formula on HD95 (mm; lower is better, so a positive gap means worse)")
+    page.heading("Example segmentations")
+    with np.load(evaluation / "examples.npz", allow_pickle=False) as examples:
+        keys = sorted({name.rsplit("/", 1)[0] for name in examples.files})[: ctx.params.examples]
+        for key in keys:
+            page.figure(example_figure(examples, key), f"{key}: same-group vs other-group model")
+    if curves:
+        page.heading("Training")
+        page.figure(loss_figure(curves), "training loss, mean over each variable's models")
+    if synthetic:
+        page.paragraph("Numbers come from small synthetic phantoms and tiny U-Nets trained for a few hundred patches; "
+                       "only the design and the direction of effects are meaningful, not the sizes.", note=True)
+    ctx.publish_report(page)
+    return {"example_figures": len(keys)}
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(report)

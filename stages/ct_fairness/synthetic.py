@@ -14,12 +14,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages.ct_fairness.datasets import AMOS, AMOS_AGE, AMOS_META, AMOS_SEX, TOTALSEG, TOTALSEG_META, write_amos_case, write_totalsegmentator_case
-from stages.ct_fairness.organs import AMOS_CLASSES, ORGANS
-from stages.ct_fairness.phantom import Effects, Scanner, organ_hu_truth, render_phantom, subject_anatomy
 from stages.common.atomic import atomic_path, write_json
 from stages.common.io import write_table
 from stages.common.runtime import progress
+from stages.ct_fairness.datasets import (
+    AMOS,
+    AMOS_AGE,
+    AMOS_META,
+    AMOS_SEX,
+    TOTALSEG,
+    TOTALSEG_META,
+    write_amos_case,
+    write_totalsegmentator_case,
+)
+from stages.ct_fairness.organs import AMOS_CLASSES, ORGANS
+from stages.ct_fairness.phantom import Effects, Scanner, organ_hu_truth, render_phantom, subject_anatomy
 
 TRUTH_JSON = "synthetic_truth.json"
 TRUTH_CSV = "synthetic_truth.csv"
@@ -42,7 +51,7 @@ def draw_demographics(total: int, age_ranges: Sequence[Sequence[float]], weights
     """(sex, age) per case: age bands in the given proportions, sexes balanced within each band (and overall
     to within one), shuffled."""
     people = []
-    for band, ((low, high), count) in enumerate(zip(age_ranges, group_counts(total, weights))):
+    for band, ((low, high), count) in enumerate(zip(age_ranges, group_counts(total, weights), strict=True)):
         first, second = ("F", "M") if band % 2 == 0 else ("M", "F")  # odd bands start with the other sex
         sexes = ([first, second] * count)[:count]
         rng.shuffle(sexes)

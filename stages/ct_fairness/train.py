@@ -1,17 +1,19 @@
-"""ct_fairness-train_<variable>: one 3D U-Net per (experiment, fold, training group) of one group variable.
+"""ct_fairness-train@<variable>: one 3D U-Net per (experiment, fold, training group) of one group variable.
 
-``python -m stages.ct_fairness.train sex`` trains every sex experiment's 5 folds x 2 groups
-(likewise ``age`` and ``dataset``); DVC runs one stage per variable so the three are
-independent branches a flow can run in parallel. Within a stage the models are independent
-jobs: run one after another, or with ``parallel.backend: ray`` as Ray tasks with the CPUs and
-GPUs per model from params (``parallel.address`` joins a running cluster).
+DVC runs this step once per group variable (``foreach: [sex, age, dataset]``: stages
+``ct_fairness-train@sex`` and so on), so the three are independent branches a flow can run in
+parallel; the variable is ``ctx.item``. ``@sex`` trains every sex experiment's 5 folds x 2
+groups (likewise ``@age`` and ``@dataset``). Within a stage the models are independent jobs: run
+one after another, or with ``parallel.backend: ray`` as Ray tasks with the CPUs and GPUs per
+model from params (``parallel.address`` joins a running cluster); each job sets torch's threads
+from params, so both backends train the same bytes.
 
 Both models of a fold start from the same initial weights and see the same augmentation
 stream, so they differ only in their training group.
 """
 from __future__ import annotations
 
-import sys
+import math
 import time
 import zlib
 from dataclasses import dataclass
@@ -21,49 +23,65 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
-from stages.ct_fairness.folds import VARIABLES, load_splits
-from stages.ct_fairness.model import NetworkConfig
-from stages.ct_fairness.transforms import training_chain
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.io import read_table, write_table
-from stages.common.params import ParamsError, StrictModel
-from stages.common.runtime import choose_device, progress
-from stages.common.stage import run_stage
+from stages.common.params import StrictModel
+from stages.common.runtime import configure_torch, progress
+from stages.common.stage import Metrics, StageContext, run_stage
+from stages.ct_fairness.folds import load_splits
+from stages.ct_fairness.model import NetworkConfig
+from stages.ct_fairness.transforms import training_chain
 
-STUDY = "ct_fairness"
+MODEL_COLUMNS = ["experiment", "variable", "dataset", "fold", "group", "model", "train_cases", "n_train", "final_loss", "patches"]
+
+
+class NetworkParams(StrictModel):
+    """The U-Net's size and the patch it trains and infers on: the fields of :class:`NetworkConfig` that params choose."""
+
+    channels: tuple[PositiveInt, ...] = Field(min_length=2)
+    strides: tuple[PositiveInt, ...] = Field(min_length=1)
+    res_units: int = Field(ge=0)
+    dropout: float = Field(ge=0, lt=1)
+    patch: tuple[PositiveInt, PositiveInt, PositiveInt]
+
+    @model_validator(mode="after")
+    def consistent(self) -> NetworkParams:
+        if len(self.strides) != len(self.channels) - 1:
+            raise ValueError(f"give one stride per level below the first: len(strides) must be len(channels) - 1 "
+                             f"(got strides {list(self.strides)}, channels {list(self.channels)})")
+        factor = math.prod(self.strides)
+        if any(size % factor for size in self.patch):
+            raise ValueError(f"patch: every size must be a multiple of the strides' product {factor} (got {list(self.patch)})")
+        return self
 
 
 class ParallelParams(StrictModel):
-    backend: Literal["serial", "ray"] = "serial"
-    address: str | None = None
-    cpus_per_model: float = 1.0
-    gpus_per_model: float = 0.0
+    backend: Literal["serial", "ray"]
+    address: str | None
+    cpus_per_model: float = Field(gt=0)
+    gpus_per_model: float = Field(ge=0)
 
 
 class TrainParams(StrictModel):
-    channels: list[int] = [8, 16, 32]
-    strides: list[int] = [2, 2]
-    res_units: int = 0
-    dropout: float = 0.0
-    patch: tuple[int, int, int] = (32, 32, 28)
-    samples_per_volume: int = 1
-    batch_size: int = 2
-    positive_fraction: float = 0.67
-    batch_dice: bool = True
-    iterations: int = 150
-    learning_rate: float = 0.02
-    weight_decay: float = 1e-5
-    flip_axes: list[int] = [2]
-    flip_probability: float = 0.0
-    intensity_shift: float = 0.05
-    intensity_scale: float = 0.05
-    cache_rate: float = 1.0
-    num_workers: int = 0
-    num_threads: int = 1
-    log_every: int = 10
-    parallel: ParallelParams = ParallelParams()
+    network: NetworkParams
+    samples_per_volume: int = Field(ge=1)
+    batch_size: int = Field(ge=1)           # volumes per step; patches per step = batch_size x samples_per_volume
+    positive_fraction: float = Field(ge=0, le=1)
+    batch_dice: bool
+    iterations: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    flip_axes: list[int]
+    flip_probability: float = Field(ge=0, le=1)
+    intensity_shift: float = Field(ge=0)
+    intensity_scale: float = Field(ge=0)
+    cache_rate: float = Field(ge=0, le=1)
+    num_workers: int = Field(ge=0)
+    num_threads: int = Field(ge=1)          # torch threads per model, in this process or in each Ray task
+    log_every: int = Field(ge=1)
+    parallel: ParallelParams
 
     @field_validator("flip_axes")
     @classmethod
@@ -73,8 +91,9 @@ class TrainParams(StrictModel):
                              "axis 0 (left-right) would swap the right and left kidney labels")
         return axes
 
-    def network(self) -> NetworkConfig:
-        return NetworkConfig(tuple(self.channels), tuple(self.strides), self.res_units, tuple(self.patch), dropout=self.dropout)
+
+def network_config(params: TrainParams) -> NetworkConfig:
+    return NetworkConfig(**params.network.model_dump())
 
 
 @dataclass(frozen=True)
@@ -97,7 +116,7 @@ class TrainJob:
 
 def jobs_for(variable: str, splits: dict, cases: pd.DataFrame, preprocessed: Path, seed: int) -> list[TrainJob]:
     """Every (experiment, fold, group) of ``variable``; the seed depends on experiment and fold only."""
-    paths = {str(c): str(preprocessed / p) for c, p in zip(cases["case"], cases["path"])}
+    paths = {str(c): str(preprocessed / p) for c, p in zip(cases["case"], cases["path"], strict=True)}
     jobs = []
     for experiment in splits["experiments"]:
         if experiment["variable"] != variable:
@@ -117,19 +136,22 @@ def polynomial_decay(step: int, total: int, power: float = 0.9) -> float:
 
 
 def train_one(job: TrainJob, params: TrainParams, device_name: str) -> dict:
-    """Train one model; returns its weights (CPU), loss history, time and patch count."""
+    """Train one model; returns its weights (CPU), loss history, time, patch count and the torch threads it used.
+
+    Threads come from params here too: a Ray task runs in its own process, where torch would
+    otherwise take them from OMP_NUM_THREADS (which Ray sets per task).
+    """
     from monai.data import CacheDataset, DataLoader
     from monai.losses import DiceCELoss
 
-    if params.num_threads:
-        torch.set_num_threads(params.num_threads)
+    configure_torch(params.num_threads)
     device = torch.device(device_name)
     torch.manual_seed(job.seed)
-    network = params.network().build().to(device)
-    chain = training_chain(params.patch, params.samples_per_volume, params.positive_fraction, params.flip_axes,
+    network = network_config(params).build().to(device)
+    chain = training_chain(params.network.patch, params.samples_per_volume, params.positive_fraction, params.flip_axes,
                            params.flip_probability, params.intensity_shift, params.intensity_scale)
     chain.set_random_state(seed=job.seed)
-    data = [{"case": c, "path": p} for c, p in zip(job.cases, job.paths)]
+    data = [{"case": c, "path": p} for c, p in zip(job.cases, job.paths, strict=True)]
     dataset = CacheDataset(data, transform=chain, cache_rate=params.cache_rate, num_workers=0, progress=False)
     loader = DataLoader(dataset, batch_size=params.batch_size, shuffle=True, num_workers=params.num_workers,
                         generator=torch.Generator().manual_seed(job.seed), drop_last=len(data) >= params.batch_size)
@@ -157,7 +179,7 @@ def train_one(job: TrainJob, params: TrainParams, device_name: str) -> dict:
                 break
     seconds = time.perf_counter() - started
     return {"state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()}, "history": history,
-            "seconds": seconds, "patches": patches}
+            "seconds": seconds, "patches": patches, "threads": torch.get_num_threads()}
 
 
 def run_jobs(jobs: list[TrainJob], params: TrainParams, device_name: str) -> list[dict]:
@@ -181,51 +203,44 @@ def run_jobs(jobs: list[TrainJob], params: TrainParams, device_name: str) -> lis
 
 def save_model(path: Path, job: TrainJob, params: TrainParams, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": result["state_dict"], "config": params.network().to_dict(), "experiment": job.experiment,
+    torch.save({"state_dict": result["state_dict"], "config": network_config(params).to_dict(), "experiment": job.experiment,
                 "fold": job.fold, "group": job.group, "train_cases": list(job.cases), "history": result["history"]}, path)
 
 
-def main() -> None:
-    with run_stage(STUDY, "train", TrainParams) as ctx:
-        variable = sys.argv[1] if len(sys.argv) > 1 else ""
-        if variable not in VARIABLES:
-            raise ParamsError(f"ct_fairness-train: give the group variable to train as the argument, one of {VARIABLES} (got {variable!r})")
-        p = ctx.params
-        device = choose_device(ctx.common.device)
-        preprocessed = ctx.data / "interim" / "preprocessed"
-        cases = read_table(preprocessed / "cases.csv", ("case", "path"), dtype={"case": str})
-        jobs = jobs_for(variable, load_splits(ctx.data), cases, preprocessed, ctx.common.seed)
-        import mlflow
+def train(ctx: StageContext[TrainParams]) -> Metrics:
+    variable, p = ctx.item, ctx.params
+    device = ctx.torch_device(p.num_threads)
+    preprocessed = ctx.dep("interim/preprocessed")
+    cases = read_table(preprocessed / "cases.csv", ("case", "path"), dtype={"case": str})
+    jobs = jobs_for(variable, load_splits(ctx.dep("interim/splits")), cases, preprocessed, ctx.common.seed)
+    ctx.log_params({"variable": variable})
+    print(f"training {len(jobs)} models for {variable} on {device.type}")
+    results = run_jobs(jobs, p, device.type)
 
-        mlflow.log_param("variable", variable)
-        print(f"training {len(jobs)} models for {variable} on {device.type}")
-        results = run_jobs(jobs, p, device.type)
-
-        out = ctx.data / "models" / variable
-        rows, curves = [], []
-        with atomic_directory(out) as staging:
-            for job, result in zip(jobs, results):
-                relative = f"{job.experiment}/fold{job.fold}_{job.group}.pt"
-                save_model(staging / relative, job, p, result)
-                rows.append({"experiment": job.experiment, "variable": job.variable, "dataset": job.dataset, "fold": job.fold,
-                             "group": job.group, "model": relative, "train_cases": " ".join(job.cases),
-                             "n_train": len(job.cases), "final_loss": result["history"][-1]["loss"],
-                             "seconds": result["seconds"], "patches": result["patches"]})
-                curves += [{"model": job.name, **point} for point in result["history"]]
-            write_table(staging / "models.csv", pd.DataFrame(rows))
-        table = pd.DataFrame(rows)
-        curve = pd.DataFrame(curves).groupby("step", as_index=False)["loss"].mean()
-        seconds = float(table.seconds.sum())
-        summary = {"models": len(table), "final_loss_mean": float(table.final_loss.mean()),
-                   "patches_per_second": float(table.patches.sum() / seconds) if seconds else 0.0,
-                   "training_seconds": seconds, "device": device.type, "backend": p.parallel.backend}
-        write_json(ctx.data / "metrics" / f"train_{variable}.json", summary)
-        write_table(ctx.data / "metrics" / f"train_{variable}_loss.csv", curve)
-        for row in curve.itertuples():
-            ctx.log_metrics({"train_loss": row.loss}, step=int(row.step))
-        ctx.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-        ctx.log_artifact(out / "models.csv")
+    rows, curves = [], []
+    with atomic_directory(ctx.out(f"models/{variable}")) as staging:
+        for job, result in zip(jobs, results, strict=True):
+            relative = f"{job.experiment}/fold{job.fold}_{job.group}.pt"
+            save_model(staging / relative, job, p, result)
+            rows.append({"experiment": job.experiment, "variable": job.variable, "dataset": job.dataset, "fold": job.fold,
+                         "group": job.group, "model": relative, "train_cases": " ".join(job.cases),
+                         "n_train": len(job.cases), "final_loss": result["history"][-1]["loss"], "patches": result["patches"]})
+            curves += [{"model": job.name, **point} for point in result["history"]]
+        write_table(staging / "models.csv", pd.DataFrame(rows, columns=MODEL_COLUMNS))
+    table = pd.DataFrame(rows, columns=MODEL_COLUMNS)
+    curve = pd.DataFrame(curves, columns=["model", "step", "loss"]).groupby("step", as_index=False)["loss"].mean()
+    # Timings vary run to run: they go to MLflow only, never into the hashed metrics file or models.csv.
+    seconds = float(sum(result["seconds"] for result in results))
+    summary = {"models": len(table), "final_loss_mean": float(table.final_loss.mean()) if len(table) else None,
+               "patches": int(table.patches.sum()), "device": device.type, "backend": p.parallel.backend}
+    write_json(ctx.out(f"metrics/train_{variable}.json"), summary)
+    write_table(ctx.out(f"metrics/train_{variable}_loss.csv"), curve)
+    for row in curve.itertuples():
+        ctx.log_metrics({"train_loss": row.loss}, step=int(row.step))
+    ctx.log_artifact(ctx.out(f"models/{variable}/models.csv"))
+    return {"models": len(table), "final_loss_mean": summary["final_loss_mean"], "training_seconds": seconds,
+            "patches_per_second": float(table.patches.sum()) / seconds if seconds else 0.0}
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(train)

@@ -55,8 +55,17 @@ def training_chain(patch: Sequence[int], samples_per_volume: int, positive_fract
 
     Left-right flips are the caller's choice to avoid: they swap the right and left kidney.
     """
-    from monai.transforms import (Compose, DeleteItemsd, EnsureTyped, FgBgToIndicesd, Lambda, RandCropByPosNegLabeld, RandFlipd,
-                                  RandScaleIntensityd, RandShiftIntensityd)
+    from monai.transforms import (
+        Compose,
+        DeleteItemsd,
+        EnsureTyped,
+        FgBgToIndicesd,
+        Lambda,
+        RandCropByPosNegLabeld,
+        RandFlipd,
+        RandScaleIntensityd,
+        RandShiftIntensityd,
+    )
 
     steps = [
         Lambda(load_preprocessed),

@@ -29,12 +29,15 @@ from stages.common.atomic import atomic_path
 from stages.common.badinput import BadInputError
 from stages.common.io import FormatError, read_png, read_table, write_png, write_table
 from stages.common.paths import from_portable, resolve_inside
+from stages.common.stage import StageContext, UndeclaredPathError
 
 CAPTION_COLUMNS = ("filename", "case_id", "scan_id", "caption")
 METADATA_COLUMNS = ("case_id", "clinical_history", "final_diagnosis")
 GOLD_COLUMNS = ("filename", "x", "y", "width", "height")
 PARQUET_COLUMNS = ("image", "bbox_gold")
 PARQUET_TEXT_COLUMNS = ("filename", "case_id", "scan_id", "caption", "clinical_history", "final_diagnosis")
+BENCHMARK_FOLDER = "benchmark"  # under data/nova/raw: the synthetic benchmark (or only SOURCE.json for a real one)
+HEALTHY_FOLDER = "healthy"      # under data/nova/raw: the synthetic healthy slices (or only SOURCE.json)
 MANIFEST_COLUMNS = ("image_id", "filename", "path", "case_id", "scan_id", "width", "height", "caption",
                     "clinical_history", "final_diagnosis", "n_gold", "frequency")
 BOX_COLUMNS = ("image_id", "source", "x", "y", "width", "height")
@@ -280,13 +283,37 @@ class Manifest:
         return {image_id: grouped.get(image_id, np.zeros((0, 4))) for image_id in self.images["image_id"]}
 
 
-def load_manifest(study_data: Path, repo: Path) -> Manifest:
-    """The manifest, boxes and dataset root written by nova-ingest."""
-    folder = study_data / "interim" / "ingest"
+def ingest_info(folder: Path) -> dict[str, Any]:
+    """``dataset.json`` of the ingest output ``folder``: where the slices and healthy slices are, source, layout."""
+    path = folder / "dataset.json"
+    if not path.is_file():
+        raise FormatError(path, "file not found (run nova-ingest first)")
+    return json.loads(path.read_text())
+
+
+def load_manifest(folder: Path, repo: Path) -> Manifest:
+    """The manifest, boxes and dataset root nova-ingest wrote into ``folder`` (its ``interim/ingest``)."""
     images = read_table(folder / "manifest.csv", MANIFEST_COLUMNS, dtype={"image_id": str, "case_id": str, "filename": str},
                         keep_default_na=False)
     boxes = read_table(folder / "boxes.csv", BOX_COLUMNS, dtype={"image_id": str})
-    return Manifest(images, boxes, from_portable(json.loads((folder / "dataset.json").read_text())["root"], repo))
+    return Manifest(images, boxes, from_portable(ingest_info(folder)["root"], repo))
+
+
+def declared_source(ctx: StageContext[Any], folder: Path, what: str) -> Path:
+    """``folder`` (recorded by ingest), provided one of the stage's dvc.yaml deps holds it.
+
+    The slices live in the ingest output (parquet), in ``raw/benchmark`` (synthetic CSV layout) or
+    in the real source folder (CSV layout), the healthy slices in ``raw/healthy`` or the real
+    healthy folder: a stage reading them must list that folder (``${nova.ingest.source}`` /
+    ``${nova.ingest.healthy_source}`` for a real one), or DVC would not rerun it when they change.
+    """
+    resolved = Path(folder).resolve()
+    for dep in ctx.spec.deps:
+        holder = (ctx.root / dep).resolve()
+        if resolved == holder or holder in resolved.parents:
+            return Path(folder)
+    raise UndeclaredPathError(f"dvc.yaml: stage {ctx.spec.name} reads {what} in {folder} but none of its deps holds it "
+                              f"(deps: {', '.join(ctx.spec.deps)})")
 
 
 def read_manifest_slice(manifest: Manifest, relative: str) -> np.ndarray:

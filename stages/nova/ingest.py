@@ -2,8 +2,10 @@
 
 With ``source: synthetic`` a benchmark built from the MNI152 template is first written under
 ``data/nova/raw/benchmark`` in both of NOVA's layouts (CSVs + PNG slices, and the parquet), and
-healthy training slices under ``data/nova/raw/healthy``; either way the benchmark is then read
-through :func:`stages.nova.dataset.read_benchmark`, the reader used for real data.
+with ``healthy_source: synthetic`` healthy training slices under ``data/nova/raw/healthy``;
+either way the benchmark is then read through :func:`stages.nova.dataset.read_benchmark`, the
+reader used for real data. Each of the two raw folders holds a ``SOURCE.json`` saying where its
+data came from (so both exist, and later stages can depend on exactly the one they read).
 
 Per slice: the PNG must decode, every box must have a positive size and lie inside the image,
 and its case must have a clinical history and a final diagnosis. A failure names the file,
@@ -12,37 +14,37 @@ row or case; it stops the stage (``on_bad_input: fatal``) or quarantines the sli
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from stages.common.atomic import atomic_directory, write_json, write_text
+from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.io import read_png, read_table, write_png, write_table
+from stages.common.ingest import finish_ingest, ingest_output, write_provenance
+from stages.common.io import read_png, read_table, write_png
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path, resolve_inside
 from stages.common.runtime import progress
-from stages.common.stage import run_stage
-from stages.common.validation import validate_manifest
+from stages.common.stage import Metrics, StageContext, run_stage
 from stages.nova.boxes import box_problems
 from stages.nova.catalogue import normalise_diagnosis
-from stages.nova.dataset import RawBenchmark, decode_slice, read_benchmark
+from stages.nova.dataset import BENCHMARK_FOLDER, HEALTHY_FOLDER, RawBenchmark, decode_slice, read_benchmark
 from stages.nova.judges import SynonymJudge
-
-STUDY = "nova"
 
 
 class IngestParams(StrictModel):
-    source: str = "synthetic"           # or a NOVA folder (CSV layout and/or parquet) or the parquet file
-    layout: str = "auto"                # auto (parquet when present) | csv | parquet
-    healthy_source: str = "synthetic"   # or a folder of healthy PNG slices with healthy.csv
-    cases: int = 40
-    image_size: int = 160
-    max_scans_per_case: int = 3
-    normal_slice_fraction: float = 0.15
-    healthy_slices: int = 64
-    frequency_exponent: float = 1.1
-    rare_max_cases: int = 1
+    source: str = Field(min_length=1)          # "synthetic", or a NOVA folder (CSV layout and/or parquet) or the parquet file
+    layout: Literal["auto", "csv", "parquet"]  # auto: the parquet when there is one
+    healthy_source: str = Field(min_length=1)  # "synthetic", or a folder of healthy PNG slices with healthy.csv
+    cases: int = Field(ge=1)                   # synthetic only, like the four below
+    image_size: int = Field(ge=16, le=8192)    # the manifest suite accepts 16-8192 px
+    max_scans_per_case: int = Field(ge=1)
+    normal_slice_fraction: float = Field(ge=0, le=1)
+    healthy_slices: int = Field(ge=2)          # train_normative needs one to calibrate and one to fit
+    frequency_exponent: float = Field(ge=0)
+    rare_max_cases: int = Field(ge=0)          # pathologies with at most this many cases are "rare"
 
 
 def diagnosis_groups(final_diagnoses: pd.Series, judge: SynonymJudge) -> pd.Series:
@@ -119,97 +121,96 @@ def read_healthy(folder: Path, quarantine) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main() -> None:
-    with run_stage(STUDY, "ingest", IngestParams) as ctx:
-        p = ctx.params
-        raw = ctx.data / "raw"
-        if p.source == "synthetic" or p.healthy_source == "synthetic":
+def write_raw(ctx: StageContext[IngestParams], real_source: Path | None, real_healthy: Path | None) -> None:
+    """``raw/benchmark`` and ``raw/healthy``: the synthetic data where a source is synthetic, and their SOURCE.json."""
+    p = ctx.params
+    with atomic_directory(ctx.out("raw")) as staging:
+        benchmark, healthy = staging / BENCHMARK_FOLDER, staging / HEALTHY_FOLDER
+        if real_source is None or real_healthy is None:
             from stages.nova.synthetic import generate_benchmark, generate_healthy, write_benchmark, write_healthy
 
-            with atomic_directory(raw) as staging:
-                if p.source == "synthetic":
-                    cases = generate_benchmark(p.cases, p.image_size, ctx.common.seed, p.max_scans_per_case,
-                                               p.normal_slice_fraction, frequency_exponent=p.frequency_exponent)
-                    write_benchmark(staging / "benchmark", cases)
-                else:
-                    write_text(staging / "SOURCE.txt", f"{Path(p.source).expanduser().resolve()}\n")
-                if p.healthy_source == "synthetic":
-                    write_healthy(staging / "healthy", generate_healthy(p.healthy_slices, p.image_size, ctx.common.seed))
-        else:
-            with atomic_directory(raw) as staging:
-                write_text(staging / "SOURCE.txt", f"{Path(p.source).expanduser().resolve()}\n")
-        source = raw / "benchmark" if p.source == "synthetic" else Path(p.source).expanduser().resolve()
-        healthy_root = raw / "healthy" if p.healthy_source == "synthetic" else Path(p.healthy_source).expanduser().resolve()
-        if not source.exists():
-            raise BadInputError(f"nova.ingest.source: {source} does not exist")
-        benchmark = read_benchmark(source, p.layout)
-        for where, filename in benchmark.orphan_boxes:
-            with ctx.quarantine.guard(where):
-                raise BadInputError(f"{where}: box for {filename}, which captions.csv does not list")
+            if real_source is None:
+                write_benchmark(benchmark, generate_benchmark(p.cases, p.image_size, ctx.common.seed, p.max_scans_per_case,
+                                                              p.normal_slice_fraction, frequency_exponent=p.frequency_exponent))
+            if real_healthy is None:
+                write_healthy(healthy, generate_healthy(p.healthy_slices, p.image_size, ctx.common.seed))
+        write_provenance(benchmark, {"source": real_source}, ctx.root)
+        write_provenance(healthy, {"healthy_source": real_healthy}, ctx.root)
 
-        out = ctx.data / "interim" / "ingest"
-        with atomic_directory(out) as staging:
+
+def slice_rows(image_id: str, record, case: dict, width: int, height: int) -> tuple[dict, list[dict]]:
+    """The manifest row of one validated slice and its rows of boxes.csv (gold, then each rater's)."""
+    gold = [box for _, box in record.gold]
+    inside, positive = box_flags(gold + [box for _, _, box in record.raters], width, height)
+    row = {
+        "image_id": image_id, "filename": record.filename, "path": record.filename, "case_id": record.case_id,
+        "scan_id": record.scan_id, "width": width, "height": height, "caption": record.caption,
+        "clinical_history": case["clinical_history"], "final_diagnosis": case["final_diagnosis"],
+        "n_gold": len(gold), "n_rater": len(record.raters), "image_present": True,
+        "boxes_inside": inside, "boxes_positive": positive,
+        "has_history": bool(case["clinical_history"]), "has_diagnosis": bool(case["final_diagnosis"]),
+    }
+    boxes = [{"image_id": image_id, "source": "gold", "x": b[0], "y": b[1], "width": b[2], "height": b[3]} for b in gold]
+    boxes += [{"image_id": image_id, "source": f"rater{r}", "x": b[0], "y": b[1], "width": b[2], "height": b[3]}
+              for _, r, b in record.raters]
+    return row, boxes
+
+
+def label_frequencies(manifest: pd.DataFrame, rare_max_cases: int) -> pd.DataFrame:
+    """The manifest with each case's ``pathology`` key and its ``frequency`` (common or rare)."""
+    cases_table = manifest.drop_duplicates("case_id")[["case_id", "final_diagnosis"]].copy()
+    cases_table["pathology"] = diagnosis_groups(cases_table["final_diagnosis"], SynonymJudge()).to_numpy()
+    cases_table["frequency"] = frequency_labels(cases_table["pathology"], rare_max_cases).to_numpy()
+    return manifest.merge(cases_table[["case_id", "pathology", "frequency"]], on="case_id", how="left")
+
+
+def ingest(ctx: StageContext[IngestParams]) -> Metrics:
+    p = ctx.params
+    real_source = ctx.source(p.source, "source")
+    real_healthy = ctx.source(p.healthy_source, "healthy_source")
+    write_raw(ctx, real_source, real_healthy)
+    source = real_source or ctx.out("raw") / BENCHMARK_FOLDER
+    healthy_root = real_healthy or ctx.out("raw") / HEALTHY_FOLDER
+    benchmark = read_benchmark(source, p.layout)
+    for where, filename in benchmark.orphan_boxes:
+        with ctx.quarantine.guard(where):
+            raise BadInputError(f"{where}: box for {filename}, which captions.csv does not list")
+
+    out = ctx.out("interim/ingest")
+    with ingest_output(ctx) as staging:
+        # The parquet's slices become PNGs in the ingest output; the CSV layout's stay where they are.
+        if benchmark.layout == "parquet":
+            dataset_root = out / "images"
+        else:
+            dataset_root = benchmark.root / "images" if (benchmark.root / "images").is_dir() else benchmark.root
+        rows, box_rows = [], []
+        for record in progress(benchmark.slices, "validating slices", len(benchmark.slices)):
+            with ctx.quarantine.guard(record.where or record.filename) as outcome:
+                pixels, case = validate_slice(record, benchmark)
+            if not outcome.ok:
+                continue
             if benchmark.layout == "parquet":
-                images_root = staging / "images"
-                dataset_root_final = out / "images"
-            else:
-                dataset_root_final = benchmark.root / "images" if (benchmark.root / "images").is_dir() else benchmark.root
-            rows, box_rows = [], []
-            for record in progress(benchmark.slices, "validating slices", len(benchmark.slices)):
-                with ctx.quarantine.guard(record.where or record.filename) as outcome:
-                    pixels, case = validate_slice(record, benchmark)
-                if not outcome.ok:
-                    continue
-                image_id = Path(record.filename).stem
-                if benchmark.layout == "parquet":
-                    write_png(resolve_inside(images_root, record.filename, "image filename"), pixels)
-                path = record.filename
-                height, width = pixels.shape
-                gold = [box for _, box in record.gold]
-                inside, positive = box_flags(gold + [box for _, _, box in record.raters], width, height)
-                rows.append({
-                    "image_id": image_id, "filename": record.filename, "path": path, "case_id": record.case_id,
-                    "scan_id": record.scan_id, "width": width, "height": height, "caption": record.caption,
-                    "clinical_history": case["clinical_history"], "final_diagnosis": case["final_diagnosis"],
-                    "n_gold": len(gold), "n_rater": len(record.raters), "image_present": True,
-                    "boxes_inside": inside, "boxes_positive": positive,
-                    "has_history": bool(case["clinical_history"]), "has_diagnosis": bool(case["final_diagnosis"]),
-                })
-                box_rows += [{"image_id": image_id, "source": "gold", "x": b[0], "y": b[1], "width": b[2], "height": b[3]} for b in gold]
-                box_rows += [{"image_id": image_id, "source": f"rater{r}", "x": b[0], "y": b[1], "width": b[2], "height": b[3]}
-                             for _, r, b in record.raters]
-            if not rows:
-                raise BadInputError(f"{source}: no usable slice (all {len(benchmark.slices)} were quarantined)")
-            manifest = pd.DataFrame(rows)
-            judge = SynonymJudge()
-            cases_table = manifest.drop_duplicates("case_id")[["case_id", "final_diagnosis"]].copy()
-            cases_table["pathology"] = diagnosis_groups(cases_table["final_diagnosis"], judge).to_numpy()
-            cases_table["frequency"] = frequency_labels(cases_table["pathology"], p.rare_max_cases).to_numpy()
-            manifest = manifest.merge(cases_table[["case_id", "pathology", "frequency"]], on="case_id", how="left")
-            healthy = read_healthy(healthy_root, ctx.quarantine)
-            validation_result = ctx.data / "interim" / "manifest_validation.json"
-            try:
-                validate_manifest(manifest, "nova_manifest", manifest_expectations(), validation_result)
-            finally:
-                if validation_result.exists():
-                    ctx.log_artifact(validation_result)
-            write_table(staging / "manifest.csv", manifest)
-            write_table(staging / "boxes.csv", pd.DataFrame(box_rows, columns=["image_id", "source", "x", "y", "width", "height"]))
-            write_table(staging / "healthy.csv", healthy)
-            write_json(staging / "dataset.json", {
-                "root": portable_path(dataset_root_final, ctx.root), "healthy_root": portable_path(healthy_root, ctx.root),
-                "source": p.source if p.source != "synthetic" else "synthetic", "layout": benchmark.layout,
-            })
-            ctx.save_quarantine(staging / "quarantine.json")
-        ctx.log_artifact(out / "manifest.csv")
-        counts = manifest.drop_duplicates("case_id")["frequency"].value_counts().to_dict()
-        ctx.log_metrics({"slices": len(manifest), "cases": manifest.case_id.nunique(),
-                         "gold_boxes": int(manifest.n_gold.sum()), "slices_without_box": int((manifest.n_gold == 0).sum()),
-                         "pathologies": manifest.pathology.nunique(), "healthy_slices": len(healthy),
-                         **{f"cases_{k}": v for k, v in counts.items()}})
-        print(f"nova-ingest: {len(manifest)} slices, {manifest.case_id.nunique()} cases, layout {benchmark.layout}, "
-              f"{len(ctx.quarantine.entries)} quarantined")
+                write_png(resolve_inside(staging / "images", record.filename, "image filename"), pixels)
+            height, width = pixels.shape
+            row, boxes = slice_rows(Path(record.filename).stem, record, case, width, height)
+            rows.append(row)
+            box_rows += boxes
+        if not rows:
+            raise BadInputError(f"{source}: no usable slice (all {len(benchmark.slices)} were quarantined)")
+        manifest = label_frequencies(pd.DataFrame(rows), p.rare_max_cases)
+        healthy = read_healthy(healthy_root, ctx.quarantine)
+        finish_ingest(ctx, staging, manifest, "nova_manifest", manifest_expectations(), {
+            "root": portable_path(dataset_root, ctx.root), "healthy_root": portable_path(healthy_root, ctx.root),
+            "source": p.source, "layout": benchmark.layout,
+        }, tables={"boxes.csv": pd.DataFrame(box_rows, columns=["image_id", "source", "x", "y", "width", "height"]),
+                   "healthy.csv": healthy})
+    counts = manifest.drop_duplicates("case_id")["frequency"].value_counts().to_dict()
+    print(f"nova-ingest: {len(manifest)} slices, {manifest.case_id.nunique()} cases, layout {benchmark.layout}, "
+          f"{len(ctx.quarantine.entries)} quarantined")
+    return {"slices": len(manifest), "cases": manifest.case_id.nunique(), "gold_boxes": int(manifest.n_gold.sum()),
+            "slices_without_box": int((manifest.n_gold == 0).sum()), "pathologies": manifest.pathology.nunique(),
+            "healthy_slices": len(healthy), **{f"cases_{k}": v for k, v in counts.items()}}
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(ingest)

@@ -117,7 +117,7 @@ class LLMKeywordExtractor:
 def top_k_hits(judge, predictions: Sequence[Sequence[str]], golds: Sequence[str], k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """(top-1 hit, top-k hit) per case: whether the first / any of the first ``k`` names matches the gold."""
     top1, topk = [], []
-    for names, gold in zip(predictions, golds):
+    for names, gold in zip(predictions, golds, strict=True):
         hits = [judge.match(name, gold) for name in list(names)[:k]]
         top1.append(bool(hits[0]) if hits else False)
         topk.append(any(hits))

@@ -92,7 +92,7 @@ class RandomBoxesModel:
 
     name = "random_boxes"
 
-    def __init__(self, seed: int, max_boxes: int = 3) -> None:
+    def __init__(self, seed: int, max_boxes: int) -> None:
         self.seed, self.max_boxes = seed, max_boxes
 
     def predict_case(self, case: CaseInput) -> CasePrediction:
@@ -118,7 +118,7 @@ class NormativeBaseline:
 
     name = "normative"
 
-    def __init__(self, model: NormativeModel, min_area: int = 4, max_boxes: int = 5,
+    def __init__(self, model: NormativeModel, min_area: int, max_boxes: int,
                  diagnoser: RetrievalDiagnoser | None = None) -> None:
         self.model, self.min_area, self.max_boxes = model, min_area, max_boxes
         self.diagnoser = diagnoser or RetrievalDiagnoser()
@@ -154,7 +154,7 @@ class OpenAICompatibleModel:
 
     name = "openai_compatible"
 
-    def __init__(self, client: ChatClient, diagnosis_findings: str = "predicted") -> None:
+    def __init__(self, client: ChatClient, diagnosis_findings: str) -> None:
         self.client, self.diagnosis_findings = client, diagnosis_findings
 
     def _ask(self, messages, parse, what: str, problems: list[str]):

@@ -15,21 +15,35 @@ the slice's intensity-histogram shape, fitted on the healthy slices' labels, pic
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 from scipy import ndimage
+
+from stages.common.io import write_npz
+from stages.common.params import StrictModel
 
 SCALES = (1.0, 2.0, 4.0, 8.0)
 HISTOGRAM_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
 
 
-@dataclass(frozen=True)
-class DetectorConfig:
-    size: int = 128
-    bank_size: int = 6000
-    depth_weight: float = 0.5
-    smoothing_sigma: float = 1.5
+MODEL_FILE = "normative.npz"
+
+
+class DetectorConfig(StrictModel):
+    """What the detector is built with; ``nova.train_normative`` extends it (values in params.yaml only)."""
+
+    size: int = Field(ge=16)             # slices are resized to size x size
+    bank_size: int = Field(ge=1)         # healthy descriptors kept per sequence
+    depth_weight: float = Field(ge=0)
+    smoothing_sigma: float = Field(ge=0)
+
+    @classmethod
+    def of(cls, params: StrictModel) -> DetectorConfig:
+        """The detector's own fields of a params model that extends this one."""
+        return cls.model_validate(params.model_dump(include=set(cls.model_fields)))
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -117,7 +131,7 @@ class NormativeModel:
         arrays = {"scale": self.scale, "threshold": np.array(self.threshold),
                   "classifier_features": self.classifier_features, "classifier_scale": self.classifier_scale,
                   "sequences": self.sequences.astype(str), "planes": self.planes.astype(str),
-                  "config": np.array(list(asdict(self.config).values()), dtype=np.float64)}
+                  "config": np.array(list(self.config.model_dump().values()), dtype=np.float64)}
         for name, bank in self.banks.items():
             arrays[f"bank/{name}"] = bank
             arrays[f"stats/{name}"] = np.array(self.distance_stats[name])
@@ -126,7 +140,7 @@ class NormativeModel:
     @classmethod
     def from_arrays(cls, arrays) -> NormativeModel:
         size, bank_size, depth_weight, smoothing = arrays["config"].tolist()
-        config = DetectorConfig(int(size), int(bank_size), float(depth_weight), float(smoothing))
+        config = DetectorConfig(size=int(size), bank_size=int(bank_size), depth_weight=depth_weight, smoothing_sigma=smoothing)
         banks = {k.split("/", 1)[1]: arrays[k] for k in arrays if k.startswith("bank/")}
         stats = {k.split("/", 1)[1]: tuple(arrays[k].tolist()) for k in arrays if k.startswith("stats/")}
         return cls(config, arrays["scale"], banks, stats, float(arrays["threshold"]), arrays["classifier_features"],
@@ -204,7 +218,7 @@ def fit_normative_model(train: list[tuple[np.ndarray, np.ndarray, str, str]],
     model = NormativeModel(config, scale.astype(np.float32), banks, stats, 0.0, classifier / classifier_scale, classifier_scale,
                            np.array([s for _, _, s, _ in train]), np.array([p for _, _, _, p in train]))
     maps = [model.anomaly_map(image, mask, model.classify(image, mask)[0]) for image, mask, _, _ in calibration]
-    values = np.concatenate([m[mask] for m, (_, mask, _, _) in zip(maps, calibration)]) if maps else np.zeros(1)
+    values = np.concatenate([m[mask] for m, (_, mask, _, _) in zip(maps, calibration, strict=True)]) if maps else np.zeros(1)
     model.threshold = float(np.quantile(values, quantile))
     return model
 
@@ -230,3 +244,14 @@ def boxes_from_anomaly_map(anomaly: np.ndarray, threshold: float, min_area: int,
     found.sort(key=lambda item: -item[0])
     found = found[:max_boxes]
     return np.array([box for _, box in found], dtype=np.float64).reshape(-1, 4), np.array([s for s, _ in found])
+
+
+def save_model(path: Path, model: NormativeModel) -> Path:
+    """The fitted detector as an ``.npz`` with fixed zip times (equal models give equal bytes)."""
+    return write_npz(path, model.to_arrays())
+
+
+def load_model(path: Path) -> NormativeModel:
+    """The detector :func:`save_model` wrote."""
+    with np.load(path, allow_pickle=False) as arrays:
+        return NormativeModel.from_arrays({k: arrays[k] for k in arrays.files})

@@ -17,13 +17,14 @@ import hashlib
 import json
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field, field_validator
 
 from stages.common.atomic import write_json
 from stages.common.params import StrictModel
@@ -63,16 +64,32 @@ class AnswerParseError(ValueError):
 
 
 class EndpointConfig(StrictModel):
-    """An OpenAI-compatible chat endpoint and how to call it (also the params of every endpoint)."""
+    """An OpenAI-compatible chat endpoint and how to call it (also the params of every endpoint).
 
-    base_url: str = ""
-    model: str = "gpt-4o"
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.1
-    max_tokens: int = 512
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 2.0
+    ``base_url`` may be empty in params.yaml while the endpoint is not used; the section that
+    uses it refuses an empty one (see ``nova.predict`` and ``nova.evaluate``).
+    """
+
+    base_url: str
+    model: str = Field(min_length=1)
+    api_key_env: str                      # name of the environment variable holding the key ("" for none)
+    temperature: float = Field(ge=0, le=2)
+    max_tokens: int = Field(ge=1)
+    timeout_s: float = Field(gt=0)
+    max_retries: int = Field(ge=0)
+    backoff_s: float = Field(ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (or be empty while unused), got {value!r}")
+        return value
+
+    def require_url(self, what: str) -> None:
+        """Refuse an empty ``base_url`` for an endpoint that is used (``what`` says why), in a validator."""
+        if not self.base_url:
+            raise ValueError(f"base_url is empty, but {what}; set the endpoint (e.g. http://127.0.0.1:8000/v1)")
 
 
 @dataclass
@@ -134,7 +151,7 @@ class ChatClient:
                 last_problem = f"HTTP {error.code} {error.reason}"
                 if error.code != 429 and error.code < 500:
                     break
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as error:
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
                 reason = getattr(error, "reason", error)
                 last_problem = f"{type(error).__name__}: {reason}"
         self.stats.failures += 1
@@ -252,7 +269,7 @@ def parse_diagnoses(text: str, count: int = 5) -> list[str]:
         names = [str(v) for v in data if isinstance(v, (str, int, float))]
     if not names:
         lines = [re.sub(r"^\s*(?:\d+[.)]|[-*•])\s*", "", line).strip() for line in text.splitlines()]
-        names = [line for line, raw in zip(lines, text.splitlines()) if line and re.match(r"^\s*(?:\d+[.)]|[-*•])", raw)]
+        names = [line for line, raw in zip(lines, text.splitlines(), strict=True) if line and re.match(r"^\s*(?:\d+[.)]|[-*•])", raw)]
     names = [n.strip() for n in names if n and n.strip()]
     if not names:
         raise AnswerParseError(f"no diagnosis found in the answer {_quote(text)}")

@@ -2,40 +2,59 @@
 
 Models: ``normative`` (the healthy-slice detector, the structured captioner, the retrieval
 diagnoser), ``random_boxes`` (chance level) and, when ``openai_compatible.enabled``, an
-OpenAI-compatible chat endpoint. Its answers are cached under ``data/nova/cache/answers``
-(outside DVC's outputs, so a rerun sends no request it already sent). A problem with one answer
-leaves that output empty and is recorded; it never stops the run.
+OpenAI-compatible chat endpoint. Its answers are cached in ``data/nova/answers/predict``, a
+persistent output (``persist: true``: DVC keeps it when the stage reruns, and versions it, so a
+rerun, a forced one included, or a collaborator after ``dvc pull``, sends no request already
+sent; an interrupted run keeps the answers it got). The predictions are the same bytes whether
+an answer came from the endpoint or from the cache. A problem with one answer leaves that output
+empty and is recorded; it never stops the run, unless every request failed.
 """
 from __future__ import annotations
 
 import time
 from typing import Literal
 
+from pydantic import Field, model_validator
+
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.badinput import BadInputError
 from stages.common.params import StrictModel
 from stages.common.runtime import progress
-from stages.common.stage import run_stage
-from stages.nova.dataset import Manifest, load_manifest, read_manifest_slice
+from stages.common.stage import Metrics, StageContext, run_stage
+from stages.nova.dataset import Manifest, declared_source, load_manifest, read_manifest_slice
 from stages.nova.models import CaseInput, NormativeBaseline, OpenAICompatibleModel, RandomBoxesModel, SliceInput
+from stages.nova.normative import MODEL_FILE, load_model
 from stages.nova.openai_client import ChatClient, EndpointConfig
-from stages.nova.train_normative import load_model
 
-STUDY = "nova"
+ANSWER_CACHE = "answers/predict"  # under data/nova; empty while the endpoint is disabled
 
 
 class EndpointParams(EndpointConfig):
-    enabled: bool = False
-    model: str = "Qwen/Qwen2.5-VL-72B-Instruct"
-    diagnosis_findings: Literal["predicted", "gold"] = "predicted"
+    enabled: bool
+    diagnosis_findings: Literal["predicted", "gold"]  # what the diagnosis request is given as findings
+
+    @model_validator(mode="after")
+    def url_when_enabled(self) -> EndpointParams:
+        if self.enabled:
+            self.require_url("the endpoint is enabled")
+        return self
 
 
 class PredictParams(StrictModel):
-    models: list[Literal["normative", "random_boxes"]] = ["normative", "random_boxes"]
-    min_area: int = 8
-    max_boxes: int = 5
-    random_max_boxes: int = 3
-    openai_compatible: EndpointParams = EndpointParams()
+    models: list[Literal["normative", "random_boxes"]]
+    min_area: int = Field(ge=1)             # pixels (at the detector's size) of a region that becomes a box
+    max_boxes: int = Field(ge=1)
+    random_max_boxes: int = Field(ge=1)
+    openai_compatible: EndpointParams
+
+    @model_validator(mode="after")
+    def some_distinct_models(self) -> PredictParams:
+        repeated = sorted({m for m in self.models if self.models.count(m) > 1})
+        if repeated:
+            raise ValueError(f"models: {repeated} listed more than once")
+        if not self.models and not self.openai_compatible.enabled:
+            raise ValueError("models: empty and openai_compatible is not enabled: there is nothing to score")
+        return self
 
 
 def case_inputs(manifest: Manifest) -> list[CaseInput]:
@@ -48,55 +67,56 @@ def case_inputs(manifest: Manifest) -> list[CaseInput]:
     return cases
 
 
-def build_models(ctx) -> list:
+def build_models(ctx: StageContext[PredictParams]) -> list:
     p = ctx.params
     models = []
     for name in p.models:
         if name == "normative":
-            models.append(NormativeBaseline(load_model(ctx.data / "models"), p.min_area, p.max_boxes))
+            models.append(NormativeBaseline(load_model(ctx.dep(f"models/{MODEL_FILE}")), p.min_area, p.max_boxes))
         else:
             models.append(RandomBoxesModel(ctx.common.seed, p.random_max_boxes))
     if p.openai_compatible.enabled:
-        if not p.openai_compatible.base_url:
-            raise BadInputError("nova.predict.openai_compatible.base_url: empty; set the endpoint (e.g. http://127.0.0.1:8000/v1)")
-        client = ChatClient(p.openai_compatible, ctx.data / "cache" / "answers")
+        client = ChatClient(p.openai_compatible, ctx.out(ANSWER_CACHE))
         models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings))
     return models
 
 
-def main() -> None:
-    with run_stage(STUDY, "predict", PredictParams) as ctx:
-        manifest = load_manifest(ctx.data, ctx.root)
-        cases = case_inputs(manifest)
-        models = build_models(ctx)
-        out = ctx.data / "predictions"
-        summary, seconds_per_model, client_stats = {}, {}, {}
-        with atomic_directory(out) as staging:
-            for model in models:
-                started = time.perf_counter()
-                predictions = [model.predict_case(case) for case in progress(cases, f"predicting ({model.name})", len(cases))]
-                seconds = time.perf_counter() - started
-                problems = [p for case in predictions for p in case.problems + [q for s in case.slices for q in s.problems]]
-                client = getattr(model, "client", None)
-                if client is not None and client.stats.unusable:
-                    raise BadInputError(f"nova.predict.openai_compatible: every request to {client.config.base_url} failed; "
-                                        f"first problem: {problems[0] if problems else 'unknown'}")
-                stats = client.stats.as_dict() if client is not None else {}
-                seconds_per_model[model.name] = seconds
-                client_stats[model.name] = stats
-                summary[model.name] = {"cases": len(predictions), "slices": sum(len(c.slices) for c in predictions),
-                                       "problems": len(problems), "problem_examples": problems[:10]}
-                write_json(staging / f"{model.name}.json", {"model": model.name, "cases": [c.to_json() for c in predictions]})
-            write_json(staging / "summary.json", summary)
-        # Timings and request counts go to MLflow only: the outputs stay byte-identical for a seed,
-        # whether the answers came from the endpoint or from the cache.
-        for name, values in summary.items():
-            ctx.log_metrics({f"{name}.seconds": seconds_per_model[name], f"{name}.problems": values["problems"],
-                             **{f"{name}.client.{k}": v for k, v in client_stats[name].items()}})
-        ctx.log_artifact(out / "summary.json")
-        print("nova-predict: " + ", ".join(f"{k} {v['slices']} slices in {seconds_per_model[k]:.1f} s, {v['problems']} problems"
-                                            + (f", {client_stats[k]}" if client_stats[k] else "") for k, v in summary.items()))
+def predict(ctx: StageContext[PredictParams]) -> Metrics:
+    manifest = load_manifest(ctx.dep("interim/ingest"), ctx.root)
+    declared_source(ctx, manifest.root, "the benchmark slices")
+    cases = case_inputs(manifest)
+    ctx.out(ANSWER_CACHE).mkdir(parents=True, exist_ok=True)  # a declared output, also while unused
+    models = build_models(ctx)
+    out = ctx.out("predictions")
+    summary, seconds_per_model, client_stats = {}, {}, {}
+    with atomic_directory(out) as staging:
+        for model in models:
+            started = time.perf_counter()
+            predictions = [model.predict_case(case) for case in progress(cases, f"predicting ({model.name})", len(cases))]
+            seconds = time.perf_counter() - started
+            problems = [p for case in predictions for p in case.problems + [q for s in case.slices for q in s.problems]]
+            client = getattr(model, "client", None)
+            if client is not None and client.stats.unusable:
+                raise BadInputError(f"nova.predict.openai_compatible: every request to {client.config.base_url} failed; "
+                                    f"first problem: {problems[0] if problems else 'unknown'}")
+            seconds_per_model[model.name] = seconds
+            client_stats[model.name] = client.stats.as_dict() if client is not None else {}
+            summary[model.name] = {"cases": len(predictions), "slices": sum(len(c.slices) for c in predictions),
+                                   "problems": len(problems), "problem_examples": problems[:10]}
+            write_json(staging / f"{model.name}.json", {"model": model.name, "cases": [c.to_json() for c in predictions]})
+        write_json(staging / "summary.json", summary)
+    ctx.log_artifact(out / "summary.json")
+    print("nova-predict: " + ", ".join(f"{k} {v['slices']} slices in {seconds_per_model[k]:.1f} s, {v['problems']} problems"
+                                        + (f", {client_stats[k]}" if client_stats[k] else "") for k, v in summary.items()))
+    # Timings and request counts go to MLflow only: the outputs stay byte-identical for a seed,
+    # whether the answers came from the endpoint or from the cache.
+    metrics: Metrics = {}
+    for name, values in summary.items():
+        metrics.update({f"{name}.seconds": seconds_per_model[name], f"{name}.problems": values["problems"],
+                        f"{name}.slices_per_second": values["slices"] / seconds_per_model[name] if seconds_per_model[name] else 0.0,
+                        **{f"{name}.client.{k}": v for k, v in client_stats[name].items()}})
+    return metrics
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(predict)

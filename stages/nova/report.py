@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib import patches
+from pydantic import Field
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib import patches  # noqa: E402
+from stages.common.io import read_table
+from stages.common.params import StrictModel
+from stages.common.report import HtmlReport, plt
+from stages.common.stage import StageContext, run_stage
+from stages.nova.dataset import declared_source, ingest_info, load_manifest, load_predictions, read_manifest_slice
 
-from stages.common.io import read_table  # noqa: E402
-from stages.common.params import StrictModel  # noqa: E402
-from stages.common.report import HtmlReport  # noqa: E402
-from stages.common.stage import run_stage  # noqa: E402
-from stages.nova.dataset import load_manifest, load_predictions, read_manifest_slice  # noqa: E402
-
-STUDY = "nova"
 MODEL_COLOURS = {"normative": "#e8453c", "random_boxes": "#8c8cff", "openai_compatible": "#2ca02c"}
 # Real NOVA, as published (arXiv 2505.14064); context only, not comparable with a synthetic run.
 PUBLISHED = [
@@ -34,7 +30,7 @@ PUBLISHED = [
 
 
 class ReportParams(StrictModel):
-    examples: int = 6
+    examples: int = Field(ge=0)   # slices shown with their boxes, captions and diagnoses (rare pathologies first)
 
 
 def example_figure(pixels: np.ndarray, gold: np.ndarray, raters: dict[str, np.ndarray], predicted: dict[str, np.ndarray], title: str):
@@ -43,14 +39,14 @@ def example_figure(pixels: np.ndarray, gold: np.ndarray, raters: dict[str, np.nd
     axis.imshow(pixels, cmap="gray", vmin=0, vmax=1)
     for x, y, w, h in gold:
         axis.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor="gold", linewidth=2.2, label="gold"))
-    for (name, boxes), colour in zip(raters.items(), ("#40E0D0", "#FA8072")):
+    for (name, boxes), colour in zip(raters.items(), ("#40E0D0", "#FA8072"), strict=False):
         for x, y, w, h in boxes:
             axis.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=1, linestyle="--", label=name))
     for name, boxes in predicted.items():
         for x, y, w, h in boxes:
             axis.add_patch(patches.Rectangle((x, y), w, h, fill=False, edgecolor=MODEL_COLOURS.get(name, "white"), linewidth=1.4, label=name))
     handles, labels = axis.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique = dict(zip(labels, handles, strict=True))
     if unique:
         axis.legend(unique.values(), unique.keys(), loc="lower right", fontsize=7, framealpha=0.7)
     axis.set_title(title, fontsize=9)
@@ -87,79 +83,82 @@ def interval_table(summary: pd.DataFrame, group: str) -> pd.DataFrame:
     return table
 
 
-def main() -> None:
-    with run_stage(STUDY, "report", ReportParams) as ctx:
-        manifest = load_manifest(ctx.data, ctx.root)
-        summary = read_table(ctx.data / "evaluation" / "summary.csv")
-        per_case = read_table(ctx.data / "evaluation" / "per_case.csv")
-        per_pathology = read_table(ctx.data / "evaluation" / "per_pathology.csv")
-        judges = json.loads((ctx.data / "evaluation" / "judges.json").read_text())
-        metrics = json.loads((ctx.data / "metrics" / "evaluate.json").read_text())
-        predict_summary = json.loads((ctx.data / "predictions" / "summary.json").read_text())
-        curves = read_table(ctx.data / "plots" / "pr_iou30.csv")
-        models = list(predict_summary)
-        predictions = {name: load_predictions(ctx.data / "predictions" / f"{name}.json") for name in models}
+def report(ctx: StageContext[ReportParams]) -> None:
+    ingest = ctx.dep("interim/ingest")
+    manifest = load_manifest(ingest, ctx.root)
+    declared_source(ctx, manifest.root, "the benchmark slices")
+    evaluation = ctx.dep("evaluation")
+    summary = read_table(evaluation / "summary.csv")
+    per_case = read_table(evaluation / "per_case.csv")
+    per_pathology = read_table(evaluation / "per_pathology.csv")
+    judges = json.loads((evaluation / "judges.json").read_text())
+    metrics = json.loads(ctx.dep("metrics/evaluate.json").read_text())
+    predictions_dir = ctx.dep("predictions")
+    predict_summary = json.loads((predictions_dir / "summary.json").read_text())
+    curves = read_table(ctx.dep("plots/pr_iou30.csv"))
+    models = list(predict_summary)
+    predictions = {name: load_predictions(predictions_dir / f"{name}.json") for name in models}
 
-        synthetic = json.loads((ctx.data / "interim" / "ingest" / "dataset.json").read_text())["source"] == "synthetic"
-        report = HtmlReport("nova: rare-anomaly localisation, captioning and diagnosis"
-                            + (" (synthetic smoke run)" if synthetic else ""))
-        images = manifest.images
-        report.paragraph(
-            f"{len(images)} slices from {images.case_id.nunique()} cases and {images.pathology.nunique()} pathologies "
-            f"({metrics['cases']['common']} cases of common, {metrics['cases']['rare']} of rare pathologies; rare = at most "
-            f"the configured number of cases in the benchmark). {int((images.n_gold == 0).sum())} slices have no gold box.")
-        if synthetic:
-            report.paragraph("The benchmark is synthetic: slices of the MNI152 template with painted 'pathologies' from the "
-                             "study's catalogue. The retrieval diagnoser reads the same catalogue the histories were drawn "
-                             "from, so its diagnosis scores here are an upper bound, not a finding.", note=True)
-        report.paragraph(f"Judges: caption keywords by {judges['caption_keywords']}; diagnoses by {judges['diagnosis']}. "
-                         f"METEOR: {judges['meteor']}. Intervals: {judges['bootstrap']}.", note=True)
-        if "normative_beats_random_map30" in metrics:
-            n, r = metrics["normative"]["map30"], metrics["random_boxes"]["map30"]
-            report.paragraph(f"Normative detector mAP@30 {n:.3f} against {r:.3f} for random boxes "
-                             f"({'better' if metrics['normative_beats_random_map30'] else 'not better'}).")
+    synthetic = ingest_info(ingest)["source"] == "synthetic"
+    report = HtmlReport("nova: rare-anomaly localisation, captioning and diagnosis"
+                        + (" (synthetic smoke run)" if synthetic else ""))
+    images = manifest.images
+    report.paragraph(
+        f"{len(images)} slices from {images.case_id.nunique()} cases and {images.pathology.nunique()} pathologies "
+        f"({metrics['cases']['common']} cases of common, {metrics['cases']['rare']} of rare pathologies; rare = at most "
+        f"the configured number of cases in the benchmark). {int((images.n_gold == 0).sum())} slices have no gold box.")
+    if synthetic:
+        report.paragraph("The benchmark is synthetic: slices of the MNI152 template with painted 'pathologies' from the "
+                         "study's catalogue. The retrieval diagnoser reads the same catalogue the histories were drawn "
+                         "from, so its diagnosis scores here are an upper bound, not a finding.", note=True)
+    report.paragraph(f"Judges: caption keywords by {judges['caption_keywords']}; diagnoses by {judges['diagnosis']}. "
+                     f"METEOR: {judges['meteor']}. Intervals: {judges['bootstrap']}.", note=True)
+    if "normative_beats_random_map30" in metrics:
+        n, r = metrics["normative"]["map30"], metrics["random_boxes"]["map30"]
+        report.paragraph(f"Normative detector mAP@30 {n:.3f} against {r:.3f} for random boxes "
+                         f"({'better' if metrics['normative_beats_random_map30'] else 'not better'}).")
 
-        report.heading("Metrics (all cases)")
-        report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, ACC50, FNR50, F1 and Top-k on 0-1, "
-                                                       "BLEU-4, METEOR and ROUGE-L on 0-100, TP30 and FP30 are counts")
-        for group in ("common", "rare"):
-            report.heading(f"Metrics, {group} pathologies", level=3)
-            report.table(interval_table(summary, group), f"{group} pathologies only")
-        report.heading("Per pathology", level=3)
-        report.table(per_pathology.sort_values(["model", "cases"], ascending=[True, False]), "Top-k per pathology; tp30 out of gold_boxes")
-        report.heading("Precision-recall")
-        report.figure(pr_figure(curves), "interpolated precision at IoU 0.3; the area under each curve is its mAP@30")
+    report.heading("Metrics (all cases)")
+    report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, ACC50, FNR50, F1 and Top-k on 0-1, "
+                                                   "BLEU-4, METEOR and ROUGE-L on 0-100, TP30 and FP30 are counts")
+    for group in ("common", "rare"):
+        report.heading(f"Metrics, {group} pathologies", level=3)
+        report.table(interval_table(summary, group), f"{group} pathologies only")
+    report.heading("Per pathology", level=3)
+    report.table(per_pathology.sort_values(["model", "cases"], ascending=[True, False]), "Top-k per pathology; tp30 out of gold_boxes")
+    report.heading("Precision-recall")
+    report.figure(pr_figure(curves), "interpolated precision at IoU 0.3; the area under each curve is its mAP@30")
 
-        report.heading("Example cases")
-        gold = manifest.boxes_of("gold")
-        raters = {f"rater{r}": manifest.boxes_of(f"rater{r}") for r in (1, 2)}
-        with_box = images[images.n_gold > 0].sort_values("image_id")
-        rare_first = pd.concat([with_box[with_box.frequency == "rare"].head(ctx.params.examples // 2), with_box])
-        examples = rare_first.drop_duplicates("image_id").head(ctx.params.examples)
-        for row in examples.itertuples():
-            pixels = read_manifest_slice(manifest, row.path)
-            predicted = {name: predictions[name][0].get(row.image_id, (np.zeros((0, 4)), None))[0] for name in models}
-            figure = example_figure(pixels, gold[row.image_id], {k: v[row.image_id] for k, v in raters.items()}, predicted,
-                                    f"{row.image_id} ({row.frequency}: {row.final_diagnosis})")
-            report.figure(figure, f"{row.image_id}: gold box (gold), raters (dashed), predicted boxes per model")
-            lines = [{"source": "gold caption", "text": row.caption}, {"source": "clinical history", "text": row.clinical_history}]
-            for name in models:
-                lines.append({"source": f"{name} caption", "text": predictions[name][1].get(row.image_id, "")})
-                ranked = predictions[name][2].get(row.case_id, [])
-                hit = per_case[(per_case.model == name) & (per_case.case_id == row.case_id)]
-                verdict = "" if hit.empty else f" (top-1 {'hit' if bool(hit.top1.iloc[0]) else 'miss'}, top-5 {'hit' if bool(hit.top5.iloc[0]) else 'miss'})"
-                lines.append({"source": f"{name} diagnoses", "text": "; ".join(ranked) + verdict})
-            report.table(lines, f"{row.image_id}: gold diagnosis '{row.final_diagnosis}'")
+    report.heading("Example cases")
+    gold = manifest.boxes_of("gold")
+    raters = {f"rater{r}": manifest.boxes_of(f"rater{r}") for r in (1, 2)}
+    with_box = images[images.n_gold > 0].sort_values("image_id")
+    rare_first = pd.concat([with_box[with_box.frequency == "rare"].head(ctx.params.examples // 2), with_box])
+    examples = rare_first.drop_duplicates("image_id").head(ctx.params.examples)
+    for row in examples.itertuples():
+        pixels = read_manifest_slice(manifest, row.path)
+        predicted = {name: predictions[name][0].get(row.image_id, (np.zeros((0, 4)), None))[0] for name in models}
+        figure = example_figure(pixels, gold[row.image_id], {k: v[row.image_id] for k, v in raters.items()}, predicted,
+                                f"{row.image_id} ({row.frequency}: {row.final_diagnosis})")
+        report.figure(figure, f"{row.image_id}: gold box (gold), raters (dashed), predicted boxes per model")
+        lines = [{"source": "gold caption", "text": row.caption}, {"source": "clinical history", "text": row.clinical_history}]
+        for name in models:
+            lines.append({"source": f"{name} caption", "text": predictions[name][1].get(row.image_id, "")})
+            ranked = predictions[name][2].get(row.case_id, [])
+            hit = per_case[(per_case.model == name) & (per_case.case_id == row.case_id)]
+            verdict = "" if hit.empty else f" (top-1 {'hit' if bool(hit.top1.iloc[0]) else 'miss'}, top-5 {'hit' if bool(hit.top5.iloc[0]) else 'miss'})"
+            lines.append({"source": f"{name} diagnoses", "text": "; ".join(ranked) + verdict})
+        report.table(lines, f"{row.image_id}: gold diagnosis '{row.final_diagnosis}'")
 
-        report.heading("Model runs")
-        report.table([{"model": k, "slices": v["slices"], "problems": v["problems"],
-                       "first problems": "; ".join(v["problem_examples"][:3])} for k, v in predict_summary.items()],
-                     "problems = answers that did not parse or requests that failed (scored as empty predictions); "
-                     "request and cache counts are in the nova-predict MLflow run")
-        report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
-        report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
-        ctx.publish_report(report)
+    report.heading("Model runs")
+    report.table([{"model": k, "slices": v["slices"], "problems": v["problems"],
+                   "first problems": "; ".join(v["problem_examples"][:3])} for k, v in predict_summary.items()],
+                 "problems = answers that did not parse or requests that failed (scored as empty predictions); "
+                 "request and cache counts are in the nova-predict MLflow run")
+    report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
+    report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
+    ctx.publish_report(report)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(report)

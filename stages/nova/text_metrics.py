@@ -158,7 +158,7 @@ def bleu_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> Ble
     from sacrebleu.metrics import BLEU
 
     bleu = BLEU(effective_order=True)  # only silences the sentence-level warning; counts are unaffected
-    rows = [bleu.sentence_score(h, [r]) for h, r in zip(hypotheses, references)]
+    rows = [bleu.sentence_score(h, [r]) for h, r in zip(hypotheses, references, strict=True)]
     return BleuStatistics(np.array([s.counts for s in rows], dtype=np.int64).reshape(-1, 4),
                           np.array([s.totals for s in rows], dtype=np.int64).reshape(-1, 4),
                           np.array([s.sys_len for s in rows], dtype=np.int64),
@@ -279,10 +279,10 @@ def score_captions(hypotheses: Sequence[str], references: Sequence[str], gold_ab
     predicted_keywords = [extractor.extract(h) for h in hypotheses]
     return CaptionScores(
         bleu=bleu_statistics(hypotheses, references),
-        meteor=np.array([meteor(h, r) for h, r in zip(hypotheses, references)]),
-        rouge_l=np.array([rouge_l(h, r) for h, r in zip(hypotheses, references)]),
-        clinical_f1=np.array([set_f1(p.clinical, g.clinical) for p, g in zip(predicted_keywords, gold_keywords)]),
-        modality_f1=np.array([set_f1(p.modality, g.modality) for p, g in zip(predicted_keywords, gold_keywords)]),
+        meteor=np.array([meteor(h, r) for h, r in zip(hypotheses, references, strict=True)]),
+        rouge_l=np.array([rouge_l(h, r) for h, r in zip(hypotheses, references, strict=True)]),
+        clinical_f1=np.array([set_f1(p.clinical, g.clinical) for p, g in zip(predicted_keywords, gold_keywords, strict=True)]),
+        modality_f1=np.array([set_f1(p.modality, g.modality) for p, g in zip(predicted_keywords, gold_keywords, strict=True)]),
         gold_abnormal=np.asarray(gold_abnormal, dtype=bool),
         predicted_abnormal=np.array([not extractor.is_normal(h) if h.strip() else False for h in hypotheses]),
     )

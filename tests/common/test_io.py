@@ -2,7 +2,17 @@ import h5py
 import numpy as np
 import pytest
 
-from stages.common.io import FormatError, read_dicom_series, read_mat, read_nifti, read_png, read_table, write_mat, write_nifti, write_png
+from stages.common.io import (
+    FormatError,
+    read_dicom_series,
+    read_mat,
+    read_nifti,
+    read_png,
+    read_table,
+    write_mat,
+    write_nifti,
+    write_png,
+)
 
 
 def test_mat_v73_round_trip_complex_and_matlab_layout(tmp_path):
@@ -60,7 +70,7 @@ def test_nifti_round_trip_with_spacing(tmp_path):
 
 
 def test_dicom_series_is_sorted_and_rescaled(tmp_path):
-    from pydicom.dataset import FileMetaDataset, Dataset
+    from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     series = generate_uid()

@@ -4,47 +4,58 @@ import pytest
 
 from stages.common.params import ParamsError, StrictModel, load_params
 
+COMMON = "common: {scale: %s, seed: 3, on_bad_input: fatal, device: cpu}\n"
+
 
 class StepParams(StrictModel):
-    epochs: int = 1
-    rate: float = 0.1
-    names: list[str] = ["a"]
+    epochs: int
+    rate: float
+    names: list[str]
 
 
-def write(tmp_path: Path, text: str) -> Path:
+def write(tmp_path: Path, text: str, scale: str = "smoke") -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(text)
+    path.write_text(COMMON % scale + text)
     return path
 
 
 def test_values_are_read_and_typed(tmp_path):
-    path = write(tmp_path, "common: {seed: 3}\nstudy:\n  step: {epochs: 5, rate: 0.5}\n")
+    path = write(tmp_path, "study:\n  step: {epochs: '5', rate: 0.5, names: [a]}\n")
     common, params = load_params("study", "step", StepParams, path)
     assert (common.seed, common.scale, params.epochs, params.rate, params.names) == (3, "smoke", 5, 0.5, ["a"])
 
 
 def test_unknown_key_is_named(tmp_path):
-    path = write(tmp_path, "study:\n  step: {epochs: 5, epoch: 2}\n")
+    path = write(tmp_path, "study:\n  step: {epochs: 5, rate: 1, names: [], epoch: 2}\n")
     with pytest.raises(ParamsError, match=r"study\.step\.epoch: Extra inputs are not permitted"):
         load_params("study", "step", StepParams, path)
 
 
 def test_bad_value_is_named_with_the_value(tmp_path):
-    path = write(tmp_path, "study:\n  step: {epochs: three}\n")
+    path = write(tmp_path, "study:\n  step: {epochs: three, rate: 1, names: []}\n")
     with pytest.raises(ParamsError, match=r"study\.step\.epochs: .*integer.*'three'"):
         load_params("study", "step", StepParams, path)
 
 
+def test_a_missing_value_is_named_because_values_live_only_in_params_yaml(tmp_path):
+    path = write(tmp_path, "study:\n  step: {epochs: 5, names: []}\n")
+    with pytest.raises(ParamsError, match=r"study\.step\.rate: Field required"):
+        load_params("study", "step", StepParams, path)
+    (tmp_path / "params.yaml").write_text("common: {seed: 1}\nstudy:\n  step: {epochs: 5, rate: 1, names: []}\n")
+    with pytest.raises(ParamsError, match=r"common\.scale: Field required"):
+        load_params("study", "step", StepParams, tmp_path / "params.yaml")
+
+
 def test_bad_common_value_is_named(tmp_path):
-    path = write(tmp_path, "common: {scale: huge}\nstudy:\n  step: {}\n")
+    path = write(tmp_path, "study:\n  step: {}\n", scale="huge")
     with pytest.raises(ParamsError, match=r"common\.scale"):
         load_params("study", "step", StepParams, path)
 
 
 def test_full_scale_overrides_apply_only_at_full(tmp_path):
-    text = "common: {scale: %s}\nstudy:\n  step:\n    epochs: 2\n    full: {epochs: 40}\n"
-    _, smoke = load_params("study", "step", StepParams, write(tmp_path, text % "smoke"))
-    _, full = load_params("study", "step", StepParams, write(tmp_path, text % "full"))
+    text = "study:\n  step:\n    epochs: 2\n    rate: 1\n    names: []\n    full: {epochs: 40}\n"
+    _, smoke = load_params("study", "step", StepParams, write(tmp_path, text, "smoke"))
+    _, full = load_params("study", "step", StepParams, write(tmp_path, text, "full"))
     assert (smoke.epochs, full.epochs) == (2, 40)
 
 
@@ -65,12 +76,3 @@ def test_yaml_is_loaded_safely(tmp_path):
     path = write(tmp_path, "study:\n  step: !!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params("study", "step", StepParams, path)
-
-
-def test_project_params_file_validates_every_cmr_recon_step():
-    from stages.cmr_recon import evaluate, ingest, report, train, undersample
-
-    root = Path(__file__).resolve().parents[2]
-    for step, model in [("ingest", ingest.IngestParams), ("undersample", undersample.UndersampleParams),
-                        ("train", train.TrainParams), ("evaluate", evaluate.EvaluateParams), ("report", report.ReportParams)]:
-        load_params("cmr_recon", step, model, root / "params.yaml")

@@ -7,26 +7,32 @@ import mlflow
 import pytest
 import yaml
 
+COMMON = "common: {scale: smoke, seed: 1, on_bad_input: fatal, device: cpu}\n"
+
 
 @pytest.fixture()
 def project(tmp_path, monkeypatch):
     """A tiny project: dvc.yaml + params.yaml + a step module using run_stage, tracked in a tmp sqlite store."""
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy-step": {"cmd": "python step.py", "deps": ["input.txt"]}}}))
-    (tmp_path / "params.yaml").write_text("common: {seed: 1}\ntoy:\n  step: {factor: 3}\n")
+    stage = {"cmd": "python step.py", "deps": ["input.txt"], "params": ["common.seed", "toy.step"]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"toy-step": stage}}))
+    (tmp_path / "params.yaml").write_text(COMMON + "toy:\n  step: {factor: 3, fail: false}\n")
     (tmp_path / "input.txt").write_text("hello")
     (tmp_path / "step.py").write_text(textwrap.dedent("""
         from stages.common.params import StrictModel
-        from stages.common.stage import run_stage
+        from stages.common.stage import StageContext, run_stage
         from stages.common.badinput import BadInputError
 
         class StepParams(StrictModel):
-            factor: int = 1
-            fail: bool = False
+            factor: int
+            fail: bool
 
-        with run_stage("toy", "step", StepParams) as ctx:
+        def step(ctx: StageContext[StepParams]):
             ctx.log_metrics({"score": 2.0 * ctx.params.factor})
             if ctx.params.fail:
                 raise BadInputError("input.txt: row 3 has no age")
+            return {"half": ctx.params.factor / 2}
+
+        run_stage(step, names=("toy", "step"))
     """))
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
@@ -37,7 +43,7 @@ def project(tmp_path, monkeypatch):
 
 def run_step(root, **env):
     return subprocess.run([sys.executable, "step.py"], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "DVC_ROOT": str(root), "DVC_STAGE": "toy-step", **env})
+                          env={**os.environ, "DVC_ROOT": str(root), **env})
 
 
 def test_stage_run_is_recorded_with_tags_params_and_metrics(project):
@@ -47,7 +53,7 @@ def test_stage_run_is_recorded_with_tags_params_and_metrics(project):
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("toy")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert run.data.metrics["score"] == 6.0
+    assert run.data.metrics["score"] == 6.0 and run.data.metrics["half"] == 1.5
     assert run.data.params["toy.step.factor"] == "3" and run.data.params["common.seed"] == "1"
     tags = run.data.tags
     assert tags["dvc.stage"] == "toy-step" and tags["medrepro.study"] == "toy"
@@ -60,7 +66,7 @@ def test_stage_run_is_recorded_with_tags_params_and_metrics(project):
 
 def test_bad_input_exits_nonzero_with_a_clear_message_and_a_failed_run(project):
     root, uri = project
-    (root / "params.yaml").write_text("toy:\n  step: {fail: true}\n")
+    (root / "params.yaml").write_text(COMMON + "toy:\n  step: {factor: 1, fail: true}\n")
     result = run_step(root)
     assert result.returncode == 1
     assert "error: toy-step: input.txt: row 3 has no age" in result.stderr
@@ -72,7 +78,7 @@ def test_bad_input_exits_nonzero_with_a_clear_message_and_a_failed_run(project):
 
 def test_params_error_names_the_key_before_anything_runs(project):
     root, _ = project
-    (root / "params.yaml").write_text("toy:\n  step: {factr: 2}\n")
+    (root / "params.yaml").write_text(COMMON + "toy:\n  step: {factr: 2, factor: 1, fail: false}\n")
     result = run_step(root)
     assert result.returncode == 1
     assert "toy.step.factr: Extra inputs are not permitted" in result.stderr

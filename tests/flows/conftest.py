@@ -25,13 +25,23 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # module beside this file importable for the tests here.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from flowtoys import make_toy_repo  # noqa: E402
+from flowtoys import make_foreach_repo, make_toy_repo  # noqa: E402
 
 
 @pytest.fixture
 def toy_repo_factory(tmp_path: Path) -> Callable[..., Path]:
     def factory(name: str = "repo", **kwargs) -> Path:
         return make_toy_repo(tmp_path / name, **kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def foreach_repo_factory(tmp_path: Path) -> Callable[..., Path]:
+    """Like toy_repo_factory, for the toy DAG with a `foreach` stage."""
+
+    def factory(name: str = "repo", **kwargs) -> Path:
+        return make_foreach_repo(tmp_path / name, **kwargs)
 
     return factory
 

@@ -89,6 +89,42 @@ TOY_ORCHESTRATION = {
 }
 
 
+def _foreach_stage(group: str, items: list[str], out: str, inputs: list[str]) -> dict:
+    """A `foreach` stage; DVC names its items `<group>@<item>` and substitutes `${item}`."""
+    step = group.split("-", 1)[1]
+    return {
+        "foreach": items,
+        "do": {
+            "cmd": " ".join(["python", "stage.py", f"{step}@${{item}}", out, *inputs]),
+            "deps": ["stage.py", *inputs],
+            "outs": [out],
+        },
+    }
+
+
+# One foreach stage fanning out from another study's stage and joining again:
+#   aux-prep -> toy-train@sex, toy-train@age, toy-train@dataset -> toy-join
+FOREACH_ITEMS = ("sex", "age", "dataset")
+FOREACH_TRAIN = tuple(f"toy-train@{item}" for item in FOREACH_ITEMS)
+FOREACH_DVC_STAGES = {
+    "aux-prep": _stage("aux-prep", "out/prep.txt", []),
+    "toy-train": _foreach_stage("toy-train", list(FOREACH_ITEMS), "out/train_${item}.txt", ["out/prep.txt"]),
+    "toy-join": _stage("toy-join", "out/join.txt", [f"out/train_{item}.txt" for item in FOREACH_ITEMS]),
+}
+FOREACH_STAGES = ("aux-prep", *FOREACH_TRAIN, "toy-join")  # as DVC expands them
+FOREACH_EDGES = {("aux-prep", stage) for stage in FOREACH_TRAIN} | {(stage, "toy-join") for stage in FOREACH_TRAIN}
+FOREACH_JOIN = "join(train@sex(prep()),train@age(prep()),train@dataset(prep()))\n"
+# The group's key applies to each item; an item's own key wins over it.
+FOREACH_ORCHESTRATION = {
+    **TOY_ORCHESTRATION,
+    "resources": {
+        "toy-train": {"num_cpus": 0.5, "num_gpus": 0},
+        "toy-train@age": {"num_cpus": 1.5, "num_gpus": 0},
+        "toy-join": {"num_cpus": 2, "num_gpus": 0},
+    },
+}
+
+
 def run(command: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess[str]:
     """Run a command, failing the test with its output when it exits non-zero."""
     completed = subprocess.run(command, cwd=cwd, capture_output=True, text=True, **kwargs)
@@ -105,15 +141,17 @@ def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *args], cwd)
 
 
-def make_toy_repo(path: Path, orchestration: dict | None = None, remote: Path | None = None) -> Path:
-    """A git + DVC repository with the toy DAG, committed; outputs not yet produced."""
+def make_toy_repo(
+    path: Path, orchestration: dict | None = None, remote: Path | None = None, stages: dict | None = None
+) -> Path:
+    """A git + DVC repository with the toy DAG (or `stages`), committed; outputs not yet produced."""
     path.mkdir(parents=True, exist_ok=True)
     git(path, "init", "-q")
     dvc(path, "init", "-q")
     (path / ".dvcignore").write_text("__pycache__/\n*.pyc\n")
     (path / ".gitignore").write_text("runs/\nenv/\nfail/\n")
     (path / "stage.py").write_text(STAGE_SCRIPT)
-    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": TOY_STAGES}, sort_keys=False))
+    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": TOY_STAGES if stages is None else stages}, sort_keys=False))
     params = {"toy": {"b": 1}, "orchestration": TOY_ORCHESTRATION if orchestration is None else orchestration}
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dvc(path, "config", "core.analytics", "false")
@@ -123,6 +161,11 @@ def make_toy_repo(path: Path, orchestration: dict | None = None, remote: Path | 
     git(path, "add", "-A")
     git(path, "commit", "-q", "-m", "toy pipeline")
     return path
+
+
+def make_foreach_repo(path: Path, remote: Path | None = None) -> Path:
+    """A toy repository whose dvc.yaml has a `foreach` stage (FOREACH_DVC_STAGES)."""
+    return make_toy_repo(path, orchestration=FOREACH_ORCHESTRATION, remote=remote, stages=FOREACH_DVC_STAGES)
 
 
 def load_lock(path: Path) -> dict:

@@ -1,0 +1,102 @@
+"""ct_fairness-evaluate: per-case scores of the saved models, gaps by the paper's formula, the synthetic truth
+beside them, and the same bytes on a rerun."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from stages.common.params import ParamsError, validate_step
+from stages.ct_fairness.evaluate import EvaluateParams, evaluate
+from stages.ct_fairness.model import load_network, predict_labels
+from stages.ct_fairness.organs import ORGANS
+from tests.ct_fairness.cases import EXPERIMENTS, TINY, VARIABLES, file_digests
+from tests.helpers import repo_params, run_step, with_overrides
+
+
+@pytest.mark.parametrize("levels", [[0.05, 0.05], [0.05, 1.5]])
+def test_significance_levels_are_two_probabilities(levels):
+    with pytest.raises(ParamsError, match=r"ct_fairness.evaluate.significance: "):
+        validate_step("ct_fairness", "evaluate", EvaluateParams, with_overrides(repo_params(), {"ct_fairness.evaluate.significance": levels}))
+
+
+def test_per_case_scores_are_those_of_the_fold_models(tiny_study):
+    """One test case re-segmented with both of its fold's saved models; Dice counted by hand."""
+    data = tiny_study.data
+    per_case = pd.read_csv(data / "evaluation" / "per_case.csv", dtype={"case": str})
+    assert set(per_case.experiment) == EXPERIMENTS
+    splits = json.loads((data / "interim" / "splits" / "splits.json").read_text())
+    experiment = next(e for e in splits["experiments"] if e["variable"] == "dataset")
+    fold = experiment["folds"][1]
+    case = fold["test"]["amos"][0]
+    cases = pd.read_csv(data / "interim" / "preprocessed" / "cases.csv", dtype={"case": str}).set_index("case")
+    with np.load(data / "interim" / "preprocessed" / cases.loc[case, "path"]) as arrays:
+        image, truth = torch.from_numpy(arrays["image"]), arrays["label"][0]
+    patch = tuple(TINY["ct_fairness.train.network.patch"])
+    for train_group in experiment["groups"]:
+        network, _, _ = load_network(data / "models" / "dataset" / experiment["name"] / f"fold1_{train_group}.pt", torch.device("cpu"))
+        prediction = predict_labels(network, image, patch, 0.25, 4).numpy()
+        rows = per_case[(per_case.case == case) & (per_case.train_group == train_group)].set_index("organ")
+        assert len(rows) == len(ORGANS) and set(rows.test_group) == {"amos"} and set(rows.fold) == {1}
+        for index, organ in enumerate(ORGANS):
+            p, t = prediction == index + 1, truth == index + 1
+            expected = 2 * (p & t).sum() / (p.sum() + t.sum()) if t.any() else np.nan
+            assert rows.loc[organ, "dice"] == pytest.approx(expected, nan_ok=True)
+    # every fold's test cases, each under both of the fold's models, every organ
+    blocks = {e["name"]: e["block_size"] for e in splits["experiments"]}
+    assert len(per_case) == sum(5 * 2 * b * 2 * len(ORGANS) for b in blocks.values())
+
+
+def test_gaps_follow_the_formula_over_pooled_folds(tiny_study):
+    per_case = pd.read_csv(tiny_study.data / "evaluation" / "per_case.csv", dtype={"case": str})
+    gaps = pd.read_csv(tiny_study.data / "evaluation" / "gaps.csv")
+    dice = gaps[gaps.metric == "dice"]
+    assert len(dice) == len(EXPERIMENTS) * len(ORGANS) * 2
+    checked = 0
+    for row in dice.itertuples():
+        block = per_case[(per_case.experiment == row.experiment) & (per_case.organ == row.organ) & (per_case.test_group == row.test_group)]
+        same = block[block.train_group == row.test_group].dice.dropna()
+        other = block[block.train_group != row.test_group].dice.dropna()
+        if len(same) < 2 or same.mean() + other.mean() == 0 or (same.std() == 0 and other.std() == 0):
+            continue
+        assert row.gap_percent == pytest.approx(100 * (other.mean() - same.mean()) / ((same.mean() + other.mean()) / 2))
+        assert row.p_value == pytest.approx(stats.ttest_ind(same, other, equal_var=False).pvalue)
+        checked += 1
+    assert checked >= 3
+    summary = json.loads((tiny_study.data / "metrics" / "evaluate.json").read_text())
+    same_group = per_case[per_case.test_group == per_case.train_group]
+    assert summary["mean_dice"] == pytest.approx(same_group.groupby("organ").dice.mean().to_dict())
+    for variable in VARIABLES:
+        assert summary["mean_abs_gap_percent"][variable] == pytest.approx(dice[dice.variable == variable].gap_percent.abs().mean())
+
+
+def test_synthetic_truth_and_examples(tiny_study):
+    truth = pd.read_csv(tiny_study.data / "evaluation" / "truth_vs_measured.csv")
+    assert len(truth) == len(EXPERIMENTS) * len(ORGANS)
+    sex = truth[(truth.experiment == "sex_totalsegmentator") & (truth.organ == "liver")].iloc[0]
+    generator = pd.read_csv(tiny_study.data / "interim" / "ingest" / "synthetic_truth.csv")
+    effects = tiny_study.contexts["ct_fairness-ingest"].params.effects
+    assert set(generator[generator.sex == "F"].volume_scale_liver) == {effects.female_volume_scale["liver"]}
+    assert sex.true_volume_change_percent == pytest.approx(100 * (1 / effects.female_volume_scale["liver"] - 1))
+    assert sex.expected_gap == "negative"
+    with np.load(tiny_study.data / "evaluation" / "examples.npz") as examples:
+        keys = {name.rsplit("/", 1)[0] for name in examples.files}
+        assert keys == {f"{e}/{g}" for e, gs in (("sex_totalsegmentator", "FM"), ("age_totalsegmentator", ("young", "old")),
+                                                   ("dataset_both", ("amos", "totalsegmentator"))) for g in gs}
+        assert examples["dataset_both/amos/image"].shape == examples["dataset_both/amos/truth"].shape == (24, 20)
+    logged = tiny_study.metrics["ct_fairness-evaluate"]
+    assert logged["mean_abs_gap.dataset"] == pytest.approx(json.loads(
+        (tiny_study.data / "metrics" / "evaluate.json").read_text())["mean_abs_gap_percent"]["dataset"])
+
+
+def test_a_rerun_writes_the_same_bytes(tiny_study, tmp_path):
+    data = tmp_path / "data" / "ct_fairness"
+    for folder in ("interim", "models"):
+        shutil.copytree(tiny_study.data / folder, data / folder)
+    run_step(evaluate, tmp_path, TINY)
+    for folder in ("evaluation", "plots"):
+        assert file_digests(data / folder) == file_digests(tiny_study.data / folder), folder
+    assert (data / "metrics" / "evaluate.json").read_bytes() == (tiny_study.data / "metrics" / "evaluate.json").read_bytes()

@@ -1,0 +1,114 @@
+"""The performance gap, Welch's test, and the analyses built on them, against hand computations."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from stages.ct_fairness.gap import (
+    direction_agrees,
+    expected_direction,
+    gap_table,
+    performance_gap,
+    significance_mark,
+    training_volume_spread,
+    true_group_effects,
+    volume_diversity_fit,
+)
+from stages.ct_fairness.organs import ORGANS
+
+
+def welch_by_hand(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return 2 * stats.t.sf(abs(t), df)
+
+
+def test_gap_and_p_match_the_formula_and_welch_by_hand():
+    same, other = [0.8, 0.9, 0.85], [0.7, 0.75, 0.8, 0.65]
+    gap, p = performance_gap(same, other)
+    assert gap == pytest.approx(100 * (0.725 - 0.85) / ((0.85 + 0.725) / 2))
+    assert gap == pytest.approx(-15.873015873)
+    assert p == pytest.approx(welch_by_hand(same, other), rel=1e-10)
+    assert p == pytest.approx(stats.ttest_ind(same, other, equal_var=False).pvalue)
+
+
+def test_gap_sign_and_symmetry():
+    better_other = performance_gap([0.5, 0.6, 0.55], [0.7, 0.8, 0.75])[0]
+    assert better_other > 0
+    assert performance_gap([0.7, 0.8, 0.75], [0.5, 0.6, 0.55])[0] == pytest.approx(-better_other)
+
+
+def test_unequal_variances_differ_from_students_test():
+    rng = np.random.default_rng(0)
+    same, other = rng.normal(0.8, 0.01, 6), rng.normal(0.75, 0.15, 30)
+    _, p = performance_gap(same, other)
+    assert p == pytest.approx(welch_by_hand(same, other), rel=1e-9)
+    assert p != pytest.approx(stats.ttest_ind(same, other, equal_var=True).pvalue, rel=1e-3)
+
+
+def test_nan_scores_are_left_out_and_degenerate_cases():
+    gap, p = performance_gap([0.8, np.nan, 0.9, 0.85], [0.7, 0.75, np.nan, 0.8, 0.65])
+    assert (gap, p) == pytest.approx(performance_gap([0.8, 0.9, 0.85], [0.7, 0.75, 0.8, 0.65]))
+    gap, p = performance_gap([0.8], [0.6])
+    assert gap == pytest.approx(100 * (0.6 - 0.8) / 0.7) and math.isnan(p)
+    assert all(math.isnan(v) for v in performance_gap([0.0, 0.0], [0.0, 0.0])[:1])
+    assert all(math.isnan(v) for v in performance_gap([], [0.5, 0.6]))
+
+
+@pytest.mark.parametrize("p, mark", [(0.001, "**"), (0.01, "**"), (0.02, "*"), (0.05, "*"), (0.0501, ""), (float("nan"), "")])
+def test_significance_marks(p, mark):
+    assert significance_mark(p) == mark
+
+
+def test_gap_table_pools_folds_and_pairs_groups():
+    rows = []
+    scores = {("F", "F"): [0.9, 0.8, 0.85, 0.95], ("F", "M"): [0.7, 0.6, 0.65, 0.75],
+              ("M", "M"): [0.8, 0.82, 0.78, 0.8], ("M", "F"): [0.81, 0.83, 0.79, 0.81]}
+    for (test, train), values in scores.items():
+        for index, value in enumerate(values):
+            rows.append({"experiment": "sex_x", "variable": "sex", "dataset": "x", "fold": index // 2, "case": f"{test}{index}",
+                         "test_group": test, "train_group": train, "organ": "liver", "dice": value})
+    table = gap_table(pd.DataFrame(rows), "dice").set_index("test_group")
+    assert table.loc["F", "gap_percent"] == pytest.approx(performance_gap(scores[("F", "F")], scores[("F", "M")])[0])
+    assert table.loc["M", "p_value"] == pytest.approx(performance_gap(scores[("M", "M")], scores[("M", "F")])[1])
+    assert table.loc["F", "other_group"] == "M" and table.loc["F", "n_cases"] == 4
+    assert table.loc["F", "significance"] == significance_mark(table.loc["F", "p_value"])
+    assert table.loc["M", "gap_percent"] > 0  # the F model happens to do better on M here
+
+
+def test_volume_spread_and_diversity_fit_match_numpy_and_scipy():
+    volumes = pd.DataFrame({"case": ["a", "b", "c"], **{f"volume_ml_{o}": [1.0, 2.0, 4.0] for o in ORGANS}}).set_index("case")
+    spread = training_volume_spread(["a", "b", "c"], volumes)
+    assert spread["liver"] == pytest.approx(np.std([1.0, 2.0, 4.0], ddof=1))
+    x, y = np.array([10.0, 20.0, 30.0, 40.0, 55.0]), np.array([0.70, 0.74, 0.73, 0.80, 0.82])
+    fit = volume_diversity_fit(x, y)
+    assert fit["pearson_r"] == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert fit["p_value"] == pytest.approx(stats.pearsonr(x, y).pvalue)
+    slope, intercept = np.linalg.lstsq(np.c_[x, np.ones_like(x)], y, rcond=None)[0]
+    assert (fit["slope"], fit["intercept"]) == pytest.approx((slope, intercept))
+    assert math.isnan(volume_diversity_fit([1.0, 2.0], [0.5, 0.6])["pearson_r"])
+
+
+def test_true_group_effects_and_expected_direction():
+    truth = pd.DataFrame({
+        "case": ["f1", "f2", "m1", "m2"], "noise_hu": [12.0] * 4,
+        **{f"volume_scale_{o}": [0.8, 0.8, 1.0, 1.0] for o in ORGANS},
+        **{f"hu_{o}": [100.0, 100.0, 100.0, 100.0] for o in ORGANS},
+    })
+    truth["hu_pancreas"] = [80.0, 80.0, 100.0, 100.0]
+    effects = true_group_effects(truth, {"F": ["f1", "f2"], "M": ["m1", "m2"]})
+    assert effects["liver"]["volume_change_percent"] == pytest.approx(25.0)
+    assert effects["pancreas"]["hu_shift"] == pytest.approx(20.0) and effects["liver"]["hu_shift"] == 0.0
+    assert expected_direction(effects["liver"], 5.0, 10.0) == "negative"
+    assert expected_direction({"volume_change_percent": 1.0, "hu_shift": 2.0, "noise_change_hu": 0.0}, 5.0, 10.0) == "none"
+
+
+def test_direction_agreement_rules():
+    assert direction_agrees("negative", [-10.0, 2.0], [0.01, 0.6])          # asymmetric but negative on average
+    assert not direction_agrees("negative", [-1.0, 5.0], [0.5, 0.01])
+    assert direction_agrees("none", [-3.0, 4.0], [0.2, 0.7])
+    assert not direction_agrees("none", [-3.0, 4.0], [0.01, 0.7])

@@ -1,0 +1,120 @@
+"""Deployments per study with cron schedules, and the `python -m flows` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from flowtoys import TOY_ORCHESTRATION
+
+from flows.serve import build_deployments
+
+SCHEDULED = {**TOY_ORCHESTRATION, "schedules": {"toy": "0 3 * * 1"}}
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_one_deployment_per_study_with_its_cron(toy_repo_factory) -> None:
+    repo = toy_repo_factory(orchestration=SCHEDULED)
+    deployments = {deployment.name: deployment for deployment in build_deployments(repo)}
+    assert set(deployments) == {"aux", "toy", "all"}
+    for name, deployment in deployments.items():
+        assert deployment.flow_name == "medrepro-pipeline"
+        assert deployment.entrypoint == "flows.run.pipeline"
+        study = None if name == "all" else name
+        assert deployment.parameters == {"repo_root": str(repo.resolve()), "study": study}
+    (toy_schedule,) = deployments["toy"].schedules
+    assert toy_schedule.schedule.cron == "0 3 * * 1"
+    assert deployments["aux"].schedules == [] and deployments["all"].schedules == []
+
+
+def test_schedule_for_unknown_study_is_rejected(toy_repo_factory) -> None:
+    repo = toy_repo_factory(orchestration={"schedules": {"cmr_recon": "0 3 * * 1"}})
+    with pytest.raises(ValueError, match=r"orchestration.schedules.cmr_recon: no such study.*aux, toy"):
+        build_deployments(repo)
+
+
+def test_serve_registers_deployments_with_the_server(prefect_server: str, toy_repo_factory) -> None:
+    from prefect import get_client
+
+    repo = toy_repo_factory(orchestration=SCHEDULED)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows", "serve", "--repo", str(repo)],
+        env={**os.environ, "PREFECT_API_URL": prefect_server},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        names: dict[str, object] = {}
+        while time.monotonic() < deadline and set(names) != {"aux", "toy", "all"}:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            time.sleep(1)
+            with get_client(sync_client=True) as client:
+                deployments = client.read_deployments()
+            names = {d.name: d for d in deployments if d.parameters.get("repo_root") == str(repo.resolve())}
+        assert set(names) == {"aux", "toy", "all"}
+        toy = names["toy"]
+        assert [schedule.schedule.cron for schedule in toy.schedules] == ["0 3 * * 1"]  # type: ignore[attr-defined]
+        assert toy.parameters == {"repo_root": str(repo.resolve()), "study": "toy"}  # type: ignore[attr-defined]
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_graph_command_prints_stages_with_upstream(toy_repo_factory) -> None:
+    repo = toy_repo_factory()
+    completed = _cli("graph", "--repo", str(repo), "--study", "aux")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["aux-prep"]
+    completed = _cli("graph", "--repo", str(repo))
+    assert "toy-join  <- toy-a2, toy-b2" in completed.stdout.splitlines()
+
+
+def test_foreach_items_in_the_graph_command_and_deployments(foreach_repo_factory) -> None:
+    repo = foreach_repo_factory()  # its orchestration.resources name the foreach group toy-train
+    completed = _cli("graph", "--repo", str(repo))
+    assert completed.returncode == 0, completed.stderr
+    assert "toy-join  <- toy-train@age, toy-train@dataset, toy-train@sex" in completed.stdout.splitlines()
+    assert "toy-train@sex  <- aux-prep" in completed.stdout.splitlines()
+    assert {deployment.name for deployment in build_deployments(repo)} == {"aux", "toy", "all"}
+
+
+def test_unknown_study_is_a_one_line_error_listing_known_ones(toy_repo_factory) -> None:
+    repo = toy_repo_factory()
+    completed = _cli("run", "--repo", str(repo), "--study", "nope")
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "error: unknown study 'nope'; known studies: aux, toy"
+
+
+def test_bad_orchestration_config_is_a_one_line_error(toy_repo_factory) -> None:
+    repo = toy_repo_factory()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["orchestration"]["resources"]["toy-join"]["num_gpus"] = "two"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    completed = _cli("run", "--repo", str(repo))
+    assert completed.returncode == 2
+    (line,) = completed.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "orchestration.resources.toy-join.num_gpus:" in line
+
+
+def test_not_a_dvc_repository(tmp_path: Path) -> None:
+    completed = _cli("graph", "--repo", str(tmp_path))
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == f"error: {tmp_path}: not a DVC repository (no .dvc directory)"

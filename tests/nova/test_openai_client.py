@@ -1,0 +1,146 @@
+"""The OpenAI-compatible adapter against a local stub server (127.0.0.1, in a thread; no real network)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from stages.nova.metrics import localisation_metrics
+from stages.nova.models import CaseInput, OpenAICompatibleModel, SliceInput
+from stages.nova.openai_client import (
+    AnswerParseError,
+    ChatClient,
+    EndpointConfig,
+    EndpointError,
+    parse_boxes,
+    parse_caption,
+    parse_diagnoses,
+    parse_yes_no,
+)
+from tests.nova.openai_stub import GOOD_CAPTION, running_stub
+
+
+@pytest.fixture()
+def stub():
+    with running_stub() as server:
+        yield server
+
+
+def client_for(stub, tmp_path, **overrides) -> ChatClient:
+    config = dict(base_url=stub.url, model="stub-vl", api_key_env="", temperature=0.1, max_tokens=512, timeout_s=2.0,
+                  max_retries=2, backoff_s=0.01)
+    config.update(overrides)
+    return ChatClient(EndpointConfig(**config), tmp_path / "cache")
+
+
+def one_case(tmp_path) -> CaseInput:
+    pixels = np.zeros((240, 480), dtype=np.uint8)
+    pixels[60:120, 48:144] = 200
+    path = tmp_path / "case0001_001.png"
+    Image.fromarray(pixels).save(path)
+    return CaseInput("case0001", "45-year-old with seizures.", [SliceInput("case0001_001", pixels / 255.0, path)])
+
+
+def test_adapter_parses_boxes_caption_and_diagnoses(stub, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOVA_TEST_KEY", "secret")
+    model = OpenAICompatibleModel(client_for(stub, tmp_path, api_key_env="NOVA_TEST_KEY"), "predicted")
+    prediction = model.predict_case(one_case(tmp_path))
+    item = prediction.slices[0]
+    np.testing.assert_allclose(item.boxes, [[48, 60, 96, 60]])  # [250,100,500,300]/1000 of 240 x 480
+    np.testing.assert_allclose(item.scores, [0.8])
+    assert item.caption == GOOD_CAPTION and not item.problems and not prediction.problems
+    assert prediction.diagnoses == ["GBM", "Lymphoma", "Abscess", "Metastasis", "Tumefactive MS"]
+    assert len(stub.requests) == 3 and {r["path"] for r in stub.requests} == {"/v1/chat/completions"}
+    first = stub.requests[0]
+    assert first["auth"] == "Bearer secret" and first["body"]["model"] == "stub-vl" and first["body"]["temperature"] == 0.1
+    assert first["body"]["messages"][1]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    # the diagnosis request carries the history and the model's own caption as findings
+    assert "45-year-old with seizures." in stub.requests[2]["body"]["messages"][1]["content"]
+    assert GOOD_CAPTION in stub.requests[2]["body"]["messages"][1]["content"]
+
+
+def test_second_run_is_served_from_the_cache(stub, tmp_path):
+    case = one_case(tmp_path)
+    first = OpenAICompatibleModel(client_for(stub, tmp_path), "predicted").predict_case(case)
+    assert len(stub.requests) == 3
+    client = client_for(stub, tmp_path)
+    again = OpenAICompatibleModel(client, "predicted").predict_case(case)
+    assert len(stub.requests) == 3, "a rerun must send no request"
+    assert client.stats.cache_hits == 3 and client.stats.requests == 0
+    assert again.to_json() == first.to_json()
+
+
+def test_timeout_is_retried(stub, tmp_path):
+    stub.script = [("delay", 1.0)]
+    client = client_for(stub, tmp_path, timeout_s=0.3)
+    answer = client.complete([{"role": "user", "content": "Describe the findings"}])
+    assert answer == GOOD_CAPTION
+    assert client.stats.retries == 1 and client.stats.requests == 2 and client.stats.successes == 1
+    assert not client.stats.unusable
+
+
+def test_server_errors_are_retried_then_reported_as_empty_prediction(stub, tmp_path):
+    stub.script = [("status", 503)] * 20
+    client = client_for(stub, tmp_path, max_retries=2)
+    with pytest.raises(EndpointError, match="no answer after 3 attempt"):
+        client.complete([{"role": "user", "content": "x"}])
+    assert len(stub.requests) == 3 and client.stats.unusable  # what makes nova-predict fail the stage
+    prediction = OpenAICompatibleModel(client, "predicted").predict_case(one_case(tmp_path))
+    item = prediction.slices[0]
+    assert item.boxes.shape == (0, 4) and item.caption == "" and prediction.diagnoses == []
+    assert any("endpoint error" in p for p in item.problems) and prediction.problems
+
+
+def test_client_errors_are_not_retried(stub, tmp_path):
+    stub.script = [("status", 400)]
+    client = client_for(stub, tmp_path, max_retries=3)
+    with pytest.raises(EndpointError, match="HTTP 400"):
+        client.complete([{"role": "user", "content": "x"}])
+    assert len(stub.requests) == 1
+
+
+def test_unparseable_answers_become_empty_predictions_and_are_reported(tmp_path):
+    with running_stub(answer=lambda body: "Sorry, I cannot analyse medical images.") as server:
+        prediction = OpenAICompatibleModel(client_for(server, tmp_path), "predicted").predict_case(one_case(tmp_path))
+    item = prediction.slices[0]
+    assert item.boxes.shape == (0, 4) and item.scores is None
+    assert any("unparseable answer" in p and "boxes" in p for p in item.problems)
+    assert prediction.diagnoses == [] and "unparseable answer" in prediction.problems[0]
+    metrics = localisation_metrics({"case0001_001": np.array([[48, 60, 96, 60]])},
+                                   {"case0001_001": (item.boxes, item.scores)})
+    assert metrics["map30"] == 0.0 and metrics["fnr50"] == 1.0
+
+
+def test_parsers():
+    assert parse_boxes("[[10, 20, 30, 40], [0, 0, 1000, 1000]]") == ([[10, 20, 30, 40], [0, 0, 1000, 1000]], None)
+    assert parse_boxes('{"boxes": [{"bbox": [1, 2, 3, 4], "score": 0.5}]}') == ([[1, 2, 3, 4]], [0.5])
+    assert parse_boxes("No abnormality: []") == ([], None)
+    with pytest.raises(AnswerParseError, match="four numbers"):
+        parse_boxes('[{"box_2d": [1, 2, 3]}]')
+    with pytest.raises(AnswerParseError, match="no JSON"):
+        parse_boxes("the lesion is in the left frontal lobe")
+    assert parse_diagnoses("1. Glioblastoma\n2) Lymphoma\n- Abscess\nSome prose") == ["Glioblastoma", "Lymphoma", "Abscess"]
+    assert parse_diagnoses('["a", "b", "c", "d", "e", "f"]') == ["a", "b", "c", "d", "e"]
+    assert parse_caption('```\n"Axial  T2 image."\n```') == "Axial T2 image."
+    assert parse_yes_no("Yes, they are synonyms.") is True and parse_yes_no("no") is False
+    with pytest.raises(AnswerParseError):
+        parse_yes_no("Possibly.")
+
+
+def test_llm_judges_through_the_stub(tmp_path):
+    from stages.nova.judges import LLMJudge, LLMKeywordExtractor
+
+    def judge_answer(body):
+        text = body["messages"][-1]["content"]
+        if text.startswith("Extract"):
+            return '{"keywords": ["Axial", "T2-weighted", "hyperintense lesion", "frontal"]}'
+        return "Yes." if "GBM" in text else "No, different diseases."
+
+    with running_stub(answer=judge_answer) as server:
+        judge = LLMJudge(client_for(server, tmp_path))
+        assert judge.match("GBM", "Glioblastoma") and not judge.match("Meningioma", "Glioblastoma")
+        assert not judge.match("", "Glioblastoma") and judge.failures == 0
+        keywords = LLMKeywordExtractor(client_for(server, tmp_path)).extract("Axial T2-weighted image ...")
+        assert keywords.modality == {"axial", "t2", "weighted"}
+        assert keywords.clinical == {"hyperintense lesion", "frontal"}
+        server.answer = lambda body: "maybe"
+        confused = LLMJudge(client_for(server, tmp_path / "other"))
+        assert not confused.match("Lymphoma", "Glioblastoma") and confused.failures == 1
