@@ -51,7 +51,7 @@ def test_study_has_every_place_a_study_must_touch(study):
     assert study in PARAMS, f"params.yaml has no {study} section"
     assert set(PARAMS[study]) == set(steps_of(study)), f"params.yaml {study} sub-sections must match its dvc.yaml steps"
     assert {"ingest", "report"} <= set(steps_of(study)), f"{study} needs an ingest and a report stage"
-    assert study in PIPELINE_ROWS, f"tests/test_pipelines.py has no row for {study}"
+    assert study in PIPELINE_ROWS, f"tests/{study}/pipeline.py (the study's ROW of the end-to-end test) is missing"
     assert any((REPO / "tests" / study).glob("test_*.py")), f"tests/{study}/ has no tests"
     assert study in PARAMS["orchestration"]["schedules"], f"orchestration.schedules has no cron line for {study}"
 
