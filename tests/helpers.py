@@ -61,7 +61,7 @@ def run_step(step: Step, root: Path, overrides: Mapping[str, Any] | None = None,
     from stages.common.runtime import seed_everything
 
     context = step_context(step, root, overrides, item, params)
-    seed_everything(int(with_overrides(params if params is not None else repo_params(), overrides or {})["common"]["seed"]))
+    seed_everything(context.common.seed)
     metrics = step(context) or {}
     return context, metrics
 

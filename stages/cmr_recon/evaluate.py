@@ -23,7 +23,7 @@ from stages.cmr_recon.metrics import METHODS, aggregate, fastmri_metrics, offici
 from stages.cmr_recon.transforms import ifft2c, rss
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.claims import Claim, write_claims
-from stages.common.io import read_table, write_npz, write_table
+from stages.common.io import read_table, write_npz, write_table, write_tables
 from stages.common.params import StrictModel
 from stages.common.paths import resolve_inside
 from stages.common.runtime import progress
@@ -135,9 +135,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     summary["learned_vs_sense"] = wins_per_cell(per_cell[per_cell.protocol == "validation"], "learned", "sense")
     out = ctx.out("evaluation")
     with atomic_directory(out) as staging:
-        write_table(staging / "per_image.csv", per_image)
-        write_table(staging / "per_cell.csv", per_cell)
-        write_table(staging / "per_setting.csv", per_setting)
+        write_tables(staging, {"per_image.csv": per_image, "per_cell.csv": per_cell, "per_setting.csv": per_setting})
         save_examples(staging / "examples.npz", examples)
     with atomic_directory(ctx.out("plots")) as staging:
         validation = per_setting[per_setting.protocol == "validation"]

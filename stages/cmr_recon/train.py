@@ -32,7 +32,6 @@ from stages.common.io import write_table
 from stages.common.params import StrictModel
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
-from stages.common.tracking import stage_input_hashes
 
 
 class NetworkParams(StrictModel):
@@ -113,7 +112,7 @@ def train(ctx: StageContext[TrainParams]) -> Metrics:
 
     model = network_config(p.network).build().to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=p.learning_rate)
-    fingerprint = training_fingerprint(p, ctx.common.seed, stage_input_hashes(ctx.spec.deps, ctx.root))
+    fingerprint = training_fingerprint(p, ctx.common.seed, ctx.input_hashes())
     checkpoint_path = ctx.scratch("last.pt")
     history: list[dict] = []
     start_epoch = 0

@@ -283,6 +283,13 @@ def read_table(path: PathLike, required_columns: tuple[str, ...] = (), **read_kw
     return table
 
 
+def write_tables(folder: PathLike, tables: dict[str, Any]) -> None:
+    """Write each ``{file name: DataFrame}`` into ``folder`` (an atomic staging folder); None entries are skipped."""
+    for name, table in tables.items():
+        if table is not None:
+            write_table(Path(folder) / name, table)
+
+
 def write_table(path: PathLike, table) -> Path:
     """Write a pandas DataFrame as CSV or parquet (by suffix), atomically."""
     with atomic_path(path) as temporary:

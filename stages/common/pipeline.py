@@ -18,9 +18,9 @@ import yaml
 
 from stages.common.paths import repo_root
 
-SYNTHETIC = "synthetic"
 # A dependency on `${<study>.ingest.source}` resolves to this committed folder while the source is
 # synthetic, so the ingest stage has a dependency that exists in both modes (see synthetic/README.md).
+SYNTHETIC = "synthetic"
 _TEMPLATE = re.compile(r"\$\{\s*([A-Za-z0-9_.\-]+)\s*\}")
 STAGE_NAME = re.compile(r"^(?P<study>[a-z0-9_]+)-(?P<step>[a-z0-9_]+)(?:@(?P<item>[A-Za-z0-9_\-]+))?$")
 
@@ -144,12 +144,3 @@ def load_stages(root: Path | None = None, params: Mapping[str, Any] | None = Non
 
 def stage_name(study: str, step: str, item: str | None = None) -> str:
     return f"{study}-{step}" + (f"@{item}" if item else "")
-
-
-def foreach_items(pipeline_root: Path, study: str, step: str) -> list[str] | None:
-    """The ``foreach`` list of stage ``<study>-<step>``, or None when it is a plain stage."""
-    pipeline = yaml.safe_load((pipeline_root / "dvc.yaml").read_text(encoding="utf-8")) or {}
-    body = (pipeline.get("stages") or {}).get(f"{study}-{step}")
-    if body is None or "foreach" not in body:
-        return None
-    return [str(i) for i in body["foreach"]]

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Generic, Literal
 
 from stages.common.atomic import atomic_directory
-from stages.common.badinput import BAD_INPUT_ERRORS, Quarantine
+from stages.common.badinput import BAD_INPUT_ERRORS, BadInputError, Quarantine
 from stages.common.params import CommonParams, ParamsError, ParamsModel, read_params_file, section_has_full, validate_step
 from stages.common.paths import repo_root
-from stages.common.pipeline import SYNTHETIC, PipelineError, StageSpec, foreach_items, load_stages, stage_name
+from stages.common.pipeline import SYNTHETIC, PipelineError, StageSpec, load_stages, stage_name
 from stages.common.validation import ManifestValidationError
 
 Metrics = dict[str, float]
@@ -136,6 +136,15 @@ class StageContext(Generic[ParamsModel]):
     root: Path
     tracker: Tracker = field(default_factory=Tracker)
     quarantine: Quarantine = field(default_factory=Quarantine)
+    _input_hashes: dict[str, str] | None = field(default=None, repr=False)
+
+    def input_hashes(self) -> dict[str, str]:
+        """md5 of every declared dep (DVC's own for upstream outputs), computed once per stage run."""
+        if self._input_hashes is None:
+            from stages.common.tracking import stage_input_hashes
+
+            self._input_hashes = stage_input_hashes(self.spec.deps, self.root)
+        return self._input_hashes
 
     @property
     def study(self) -> str:
@@ -185,8 +194,6 @@ class StageContext(Generic[ParamsModel]):
         """
         if value == SYNTHETIC:
             return None
-        from stages.common.badinput import BadInputError
-
         path = Path(value).expanduser()
         resolved = (path if path.is_absolute() else self.root / path).resolve()
         if not resolved.exists():
@@ -280,8 +287,8 @@ def open_context(
     specs = load_stages(pipeline_root or root, params_document)
     name = stage_name(study, step_name, item)
     if name not in specs:
-        items = foreach_items(pipeline_root or root, study, step_name)
-        if items is not None:
+        items = [s.item for s in specs.values() if (s.study, s.step) == (study, step_name) and s.item is not None]
+        if items:
             raise PipelineError(f"stage {study}-{step_name} runs once per item: give one of {items} (got {item!r})")
         raise PipelineError(f"dvc.yaml has no stage {name}")
     spec = specs[name]
@@ -320,9 +327,9 @@ def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] 
     from stages.common.runtime import seed_everything
     from stages.common.tracking import stage_run
 
-    seed_everything(params_seed(document))
+    seed_everything(context.common.seed)
     logged = {"common": document.get("common") or {}, study: {step_name: context.params.model_dump(mode="json")}}
-    with stage_run(context.spec, logged, root):
+    with stage_run(context.spec, logged, root, context.input_hashes()):
         context.tracker = MlflowTracker()
         try:
             metrics = step(context)
@@ -336,6 +343,3 @@ def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] 
             print(f"error: {context.spec.name}: {error}", file=sys.stderr)
             raise SystemExit(1) from error
 
-
-def params_seed(document: Mapping[str, Any]) -> int:
-    return int((document.get("common") or {}).get("seed", 0))

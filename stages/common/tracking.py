@@ -125,8 +125,9 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path) -> Iterator[Any]:
-    """Open the MLflow run of one stage execution, tagged so runs compare side by side."""
+def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path,
+              input_hashes: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """Open the MLflow run of one stage execution, tagged so runs compare side by side (and with its deps' hashes)."""
     import mlflow
 
     experiment_id = ensure_experiment(spec.study, repo_root)
@@ -145,7 +146,8 @@ def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path) -> It
         tags["mlflow.parentRunId"] = parent
     if os.environ.get(FLOW_RUN_ENV):
         tags[FLOW_RUN_TAG] = os.environ[FLOW_RUN_ENV]
-    for dep, digest in stage_input_hashes(spec.deps, repo_root).items():
+    hashes = input_hashes if input_hashes is not None else stage_input_hashes(spec.deps, repo_root)
+    for dep, digest in hashes.items():
         tags[f"input.{dep}"] = digest
     with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name, tags=tags) as run:
         flat = flatten(params)

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.claims import Claim, write_claims
-from stages.common.io import read_table, write_npz, write_table
+from stages.common.io import read_table, write_npz, write_table, write_tables
 from stages.common.params import StrictModel
 from stages.common.paths import resolve_inside
 from stages.common.runtime import progress
@@ -191,9 +191,7 @@ def load_truth(ingest: Path) -> pd.DataFrame | None:
 
 def write_evaluation(folder: Path, tables: dict[str, pd.DataFrame | None], examples: dict) -> None:
     with atomic_directory(folder) as staging:
-        for name, table in tables.items():
-            if table is not None:
-                write_table(staging / name, table)
+        write_tables(staging, tables)
         write_npz(staging / "examples.npz",
                   {f"{key}/{name}": np.asarray(value) for key, example in examples.items() for name, value in example.items()})
 

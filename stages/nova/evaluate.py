@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.claims import Claim, write_claims
-from stages.common.io import write_table
+from stages.common.io import write_table, write_tables
 from stages.common.params import StrictModel
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.nova.dataset import load_manifest, load_predictions
@@ -167,10 +167,8 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
 
     out = ctx.out("evaluation")
     with atomic_directory(out) as staging:
-        write_table(staging / "summary.csv", summary)
-        write_table(staging / "per_image.csv", per_image)
-        write_table(staging / "per_case.csv", per_case)
-        write_table(staging / "per_pathology.csv", per_pathology)
+        write_tables(staging, {"summary.csv": summary, "per_image.csv": per_image, "per_case.csv": per_case,
+                               "per_pathology.csv": per_pathology})
         write_json(staging / "judges.json", {
             "caption_keywords": extractor.name, "diagnosis": judge.name,
             "caption_judge_failures": getattr(extractor, "failures", 0), "diagnosis_judge_failures": getattr(judge, "failures", 0),
