@@ -1,0 +1,1 @@
+"""Metrics shared by studies: segmentation overlap and surface distances, detection AP."""
