@@ -92,22 +92,32 @@ def greedy_true_positives(ious: np.ndarray, threshold: float) -> int:
     return count
 
 
+def one_class_boxes(image_ids: list[str], boxes: list[np.ndarray], scores: list[np.ndarray] | None = None) -> detection.BoxSet:
+    """Per-image box arrays (and scores) of one class as the shared column form."""
+    counts = [len(b) for b in boxes]
+    total = sum(counts)
+    return detection.BoxSet(np.repeat(np.asarray(image_ids, dtype=str), counts), np.full(total, CATEGORY),
+                            np.concatenate(boxes) if total else np.zeros((0, 4)),
+                            None if scores is None else np.concatenate(scores) if total else np.zeros(0))
+
+
 def match_table(gt: GroundTruth, pred: Predictions) -> MatchTable:
     """Match every gold image's predictions (missing predictions = none); see :class:`MatchTable`."""
     unknown = sorted(set(pred) - set(gt))
     if unknown:
         raise ValueError(f"predictions for {len(unknown)} image(s) not in the gold set, e.g. {unknown[0]!r}")
     image_ids = sorted(gt)
-    boxes_per_image, scores_per_image = {}, {}
+    gold_list, box_list, score_list = [], [], []
     for image_id in image_ids:
         boxes, scores = pred.get(image_id, (None, None))
         boxes = as_boxes([] if boxes is None else boxes)
         scores = implied_scores(len(boxes)) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(boxes):
             raise ValueError(f"image {image_id!r}: {len(boxes)} boxes but {len(scores)} scores")
-        boxes_per_image[image_id], scores_per_image[image_id] = boxes, scores
-    gold = detection.BoxSet.from_images({i: as_boxes(gt[i]) for i in image_ids}, CATEGORY)
-    predicted = detection.BoxSet.from_images(boxes_per_image, CATEGORY, scores_per_image)
+        gold_list.append(as_boxes(gt[image_id]))
+        box_list.append(boxes)
+        score_list.append(scores)
+    gold, predicted = (one_class_boxes(image_ids, gold_list), one_class_boxes(image_ids, box_list, score_list))
     matches = detection.match_detections(gold, predicted, AP_THRESHOLDS, images=image_ids, categories=[CATEGORY])
     tp30 = np.zeros(len(image_ids), dtype=np.int64)
     tp50 = np.zeros(len(image_ids), dtype=np.int64)

@@ -114,20 +114,28 @@ class BoxSet:
         ids = list(boxes_per_image)
         arrays = [np.asarray(boxes_per_image[i], dtype=np.float64).reshape(-1, 4) for i in ids]
         counts = [len(a) for a in arrays]
-        image_ids = np.repeat(np.array(ids, dtype=object), counts) if ids else np.zeros(0, dtype=object)
+        image_ids = np.repeat(_labels(ids, len(ids), "image_ids"), counts)
         scores = None
         if scores_per_image is not None:
             scores = np.concatenate([np.asarray(scores_per_image[i], dtype=np.float64).reshape(-1) for i in ids] or [np.zeros(0)])
-        return cls(image_ids, np.full(len(image_ids), category, dtype=object),
+        return cls(image_ids, _labels([category], 1, "category").repeat(len(image_ids)),
                    np.concatenate(arrays) if arrays else np.zeros((0, 4)), scores)
 
 
 def _labels(values, n: int, name: str) -> np.ndarray:
-    array = np.empty(n, dtype=object)
-    values = list(values)
-    if len(values) != n:
-        raise ValueError(f"{name}: {len(values)} values for {n} boxes")
-    array[:] = values
+    """Labels as a numpy str or int array where they all are one of those (fast lookups), else objects."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "Uiu":
+        array = values.reshape(-1)
+    else:
+        values = list(values)
+        kinds = {type(v) for v in values}
+        if kinds and (kinds <= {str, np.str_} or all(issubclass(k, (int, np.integer)) and not issubclass(k, bool) for k in kinds)):
+            array = np.asarray(values)
+        else:
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+    if len(array) != n:
+        raise ValueError(f"{name}: {len(array)} values for {n} boxes")
     return array
 
 
@@ -292,6 +300,15 @@ def _as_box_set(boxes: BoxSet | Sequence[GroundTruth] | Sequence[Detection]) -> 
 
 
 def _codes(values: np.ndarray, labels: list, what: str, side: str) -> np.ndarray:
+    """Each value's position in the sorted ``labels``; ValueError naming the first box whose value is not there."""
+    known = np.asarray(labels) if labels else np.zeros(0, dtype=values.dtype)
+    if values.dtype.kind in "Uiu" and known.dtype.kind == values.dtype.kind:
+        codes = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0)).astype(np.int64)
+        missing = np.nonzero(known[codes] != values)[0] if len(known) else np.arange(len(values))
+        if len(missing) == 0:
+            return codes
+        row = int(missing[0])
+        raise ValueError(f"{side} box {row}: {what} {_plain(values[row])!r} is not among the scored {what}s")
     index = {label: i for i, label in enumerate(labels)}
     codes = np.empty(len(values), dtype=np.int64)
     for row, value in enumerate(values):
@@ -302,9 +319,16 @@ def _codes(values: np.ndarray, labels: list, what: str, side: str) -> np.ndarray
     return codes
 
 
+def _plain(value):
+    """A numpy scalar label as the Python value it holds (str, int), for lists and messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _sorted_labels(values: Iterable, what: str) -> list:
+    if isinstance(values, np.ndarray) and values.dtype.kind in "Uiu":
+        return np.unique(values).tolist()
     try:
-        return sorted(set(values))
+        return sorted({_plain(v) for v in values})
     except TypeError as error:
         raise ValueError(f"{what}s must be mutually sortable (all str or all int): {error}") from None
 
@@ -329,7 +353,7 @@ def match_detections(
     if queries is not None:
         if images is not None or categories is not None:
             raise ValueError("give either queries or images/categories, not both")
-        pairs = list(queries)
+        pairs = [(_plain(i), _plain(c)) for i, c in queries]
         image_list = _sorted_labels((i for i, _ in pairs), "image")
         category_list = _sorted_labels((c for _, c in pairs), "category")
     else:
@@ -347,7 +371,7 @@ def match_detections(
             if outside.any():
                 row = int(np.nonzero(outside)[0][0])
                 source = gt if side == "gold" else dt
-                raise ValueError(f"{side} box {row} ({source.image_ids[row]!r}, {source.categories[row]!r}) is not a scored query")
+                raise ValueError(f"{side} box {row} ({_plain(source.image_ids[row])!r}, {_plain(source.categories[row])!r}) is not a scored query")
     else:
         query_codes = np.arange(len(category_list) * n_images, dtype=np.int64)
     n_queries = len(query_codes)
