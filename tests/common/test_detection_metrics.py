@@ -64,6 +64,8 @@ def test_equals_pycocotools_per_class_and_mean(with_scores, quantised, threshold
         np.testing.assert_allclose(result.recall, coco_recall(reference), rtol=0, atol=1e-12)
         assert result.mean_ap() == pytest.approx(coco_summary_map(reference), abs=1e-12)
         assert result.mean_ap(float(thresholds[0])) == pytest.approx(coco_summary_map(reference, 0), abs=1e-12)
+        per_class = coco_ap(reference).mean(axis=0)  # per-class AP over the thresholds
+        assert list(result.class_ap(thresholds).values()) == pytest.approx(list(per_class), abs=1e-12, nan_ok=True)
 
 
 def test_max_detections_matches_pycocotools_maxdets():
@@ -118,6 +120,7 @@ def test_hand_computed_two_classes_and_an_empty_image():
     assert result.ap[:, 1].tolist() == [0.0, 0.0]  # dog: gold, no detection
     assert result.class_ap(0.5) == {"cat": pytest.approx(51 / 101), "dog": 0.0}
     assert result.mean_ap(0.5) == pytest.approx(51 / 101 / 2)
+    assert result.mean_ap([0.3, 0.5]) == result.mean_ap() == pytest.approx(((51 + 50 * 2 / 3) / 101 + 51 / 101) / 4)
     recall, precision = result.curve(0.3, "cat")
     assert precision[50] == pytest.approx(1.0) and precision[51] == pytest.approx(2 / 3) and recall[51] == pytest.approx(0.51)
 
@@ -165,5 +168,7 @@ def test_bad_input_is_refused_with_the_box_named():
         BoxSet(["a", "a"], ["cat", "cat"], np.zeros((2, 4)), [0.1])
     with pytest.raises(ValueError, match="not finite"):
         BoxSet(["a"], ["cat"], np.zeros((1, 4)), [np.nan])
+    with pytest.raises(ValueError, match=r"box 0 \[0.0, 0.0, -1.0, 2.0\]: \[x, y, w, h\] must be finite with w, h >= 0"):
+        BoxSet(["a"], ["cat"], [[0, 0, -1, 2]])
     with pytest.raises(KeyError, match="IoU 0.75 was not evaluated"):
         evaluate_detections(gt, BoxSet([], [], np.zeros((0, 4)), None), [0.5]).mean_ap(0.75)

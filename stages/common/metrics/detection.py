@@ -80,6 +80,10 @@ class BoxSet:
         boxes = boxes.reshape(0, 4) if boxes.size == 0 else boxes
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes must have shape (n, 4), got {boxes.shape}")
+        bad = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+        if bad.any():
+            row = int(np.nonzero(bad)[0][0])
+            raise ValueError(f"box {row} {boxes[row].tolist()}: [x, y, w, h] must be finite with w, h >= 0")
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "image_ids", _labels(self.image_ids, len(boxes), "image_ids"))
         object.__setattr__(self, "categories", _labels(self.categories, len(boxes), "categories"))
@@ -270,18 +274,22 @@ class DetectionResult:
             raise KeyError(f"IoU {iou} was not evaluated (thresholds {self.iou_thresholds.tolist()})")
         return int(found[0])
 
-    def _rows(self, iou: float | None) -> np.ndarray:
-        return self.ap if iou is None else self.ap[self.threshold_index(iou)][None, :]
+    def _rows(self, iou: float | Sequence[float] | None) -> np.ndarray:
+        if iou is None:
+            return self.ap
+        wanted = np.atleast_1d(np.asarray(iou, dtype=np.float64))
+        return self.ap[[self.threshold_index(float(t)) for t in wanted]]
 
-    def mean_ap(self, iou: float | None = None) -> float:
-        """mAP at one IoU threshold, or over all evaluated thresholds (None): the mean over (threshold,
-        category) cells of categories with gold boxes, as pycocotools' summary. nan if there are none."""
+    def mean_ap(self, iou: float | Sequence[float] | None = None) -> float:
+        """mAP at one IoU threshold, over several (``COCO_IOU_THRESHOLDS``: mAP50:95), or over all evaluated
+        (None): the mean over (threshold, category) cells of categories with gold boxes, as pycocotools'
+        summary. nan if there are none."""
         rows = self._rows(iou)
         finite = rows[np.isfinite(rows)]
         return float(finite.mean()) if len(finite) else float("nan")
 
-    def class_ap(self, iou: float | None = None) -> dict:
-        """``{category: AP}`` at one IoU threshold, or averaged over all thresholds (None)."""
+    def class_ap(self, iou: float | Sequence[float] | None = None) -> dict:
+        """``{category: AP}`` at one IoU threshold, or averaged over several / all evaluated (None); nan without gold."""
         rows = self._rows(iou)
         return {c: float(rows[:, k].mean()) for k, c in enumerate(self.categories)}
 
@@ -482,8 +490,9 @@ def evaluate_detections(
 ) -> DetectionResult:
     """AP, precision-recall curves and recall per IoU threshold and category, equal to pycocotools'.
 
-    ``result.mean_ap(0.5)`` is mAP50, ``result.mean_ap()`` with the default thresholds mAP50:95,
-    ``result.class_ap(0.75)`` the per-class AP75. See the module docstring for ties and scope.
+    ``result.mean_ap(0.5)`` is mAP50, ``result.mean_ap(COCO_IOU_THRESHOLDS)`` mAP50:95 (with the default
+    thresholds also ``result.mean_ap()``), ``result.class_ap(0.75)`` the per-class AP75 and
+    ``result.class_ap(COCO_IOU_THRESHOLDS)`` the per-class AP50:95. See the module docstring for ties and scope.
     """
     return accumulate(match_detections(ground_truth, detections, iou_thresholds, images=images, categories=categories,
                                        queries=queries, max_detections=max_detections))
