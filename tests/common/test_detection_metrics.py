@@ -172,3 +172,15 @@ def test_bad_input_is_refused_with_the_box_named():
         BoxSet(["a"], ["cat"], [[0, 0, -1, 2]])
     with pytest.raises(KeyError, match="IoU 0.75 was not evaluated"):
         evaluate_detections(gt, BoxSet([], [], np.zeros((0, 4)), None), [0.5]).mean_ap(0.75)
+
+
+def test_integer_labels_as_coco_ids_equal_pycocotools():
+    gold, detections, images, categories = random_case(np.random.default_rng(21), 20)
+    image_number = {image: 100 - n for n, image in enumerate(images)}  # int ids, sorted opposite to the names
+    category_number = {c: 7 * (n + 1) for n, c in enumerate(categories)}
+    gold = [(image_number[i], category_number[c], b) for i, c, b in gold]
+    detections = [(image_number[i], category_number[c], b, s) for i, c, b, s in detections]
+    reference = coco_evaluator(gold, detections, list(image_number.values()), list(category_number.values()), COCO_IOU_THRESHOLDS)
+    result = evaluate_detections(*box_sets(gold, detections), images=list(image_number.values()))
+    assert result.categories == [7, 14, 21]
+    np.testing.assert_allclose(result.precision, coco_precision(reference), rtol=0, atol=1e-12)
