@@ -49,8 +49,16 @@ def ejection_fraction(volumes: np.ndarray) -> float:
     return float((edv - esv) / edv) if edv > 0 else float("nan")
 
 
+def frame_distances(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(Hausdorff, ASSD, Chamfer) from one KD-tree query per direction."""
+    forward, backward = _directed(a, b), _directed(b, a)
+    return (float(max(forward.max(), backward.max())),
+            float((forward.sum() + backward.sum()) / (len(forward) + len(backward))),
+            float(0.5 * (np.mean(forward**2) + np.mean(backward**2))))
+
+
 def sequence_distances(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
     """Hausdorff, ASSD and Chamfer per frame of ``(T, N, 3)`` sequences, averaged over frames."""
-    frames = [(hausdorff(t, p), assd(t, p), chamfer(t, p)) for t, p in zip(truth, prediction)]
+    frames = [frame_distances(t, p) for t, p in zip(truth, prediction)]
     hd, sd, cd = np.mean(frames, axis=0)
     return {"hausdorff": float(hd), "assd": float(sd), "chamfer": float(cd)}

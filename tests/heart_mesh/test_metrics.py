@@ -5,7 +5,7 @@ import trimesh
 from scipy.spatial.distance import cdist, directed_hausdorff
 
 from stages.heart_mesh.conditions import age_group, condition_vector
-from stages.heart_mesh.metrics import assd, chamfer, ejection_fraction, hausdorff, lv_volume
+from stages.heart_mesh.metrics import assd, chamfer, ejection_fraction, hausdorff, lv_volume, sequence_distances
 
 
 @pytest.fixture()
@@ -21,6 +21,9 @@ def test_distances_match_brute_force(clouds):
     assert assd(a, b) == pytest.approx((d.min(1).sum() + d.min(0).sum()) / (len(a) + len(b)))
     assert chamfer(a, b) == pytest.approx(0.5 * ((d.min(1) ** 2).mean() + (d.min(0) ** 2).mean()))
     assert chamfer(a, b) == pytest.approx(chamfer(b, a)) and assd(a, a) == 0.0
+    both = sequence_distances(np.stack([a[:200], a[100:300]]), np.stack([b, b]))
+    assert both["hausdorff"] == pytest.approx(np.mean([hausdorff(a[:200], b), hausdorff(a[100:300], b)]))
+    assert both["chamfer"] == pytest.approx(np.mean([chamfer(a[:200], b), chamfer(a[100:300], b)]))
 
 
 def test_hand_computed_case():
