@@ -69,7 +69,7 @@ class PositionalEncoding(nn.Module):
 def normalised_adjacency(edge_index: torch.Tensor, nodes: int) -> torch.Tensor:
     """GCN's ``D^-1/2 (A + I) D^-1/2`` from PyG's ``gcn_norm``, as a sparse ``[N, N]`` (row = target)."""
     index, weight = gcn_norm(edge_index, None, nodes, add_self_loops=True)
-    return torch.sparse_coo_tensor(index.flip(0), weight, (nodes, nodes)).coalesce()
+    return torch.sparse_coo_tensor(index.flip(0), weight, (nodes, nodes), check_invariants=False).coalesce()
 
 
 def gcn_layer(conv: GCNConv, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
