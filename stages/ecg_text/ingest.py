@@ -119,7 +119,7 @@ def manifest_row(record_id: str, dataset: str, split: str, path: Path, root: Pat
     return {"record_id": record_id, "dataset": dataset, "role": "pretrain" if dataset in (PRETRAIN, DICOM_FOLDER) else "downstream",
             "split": split, "path": path.relative_to(root).as_posix(), "patient_id": str(patient), "fs": fs,
             "samples": signal.shape[1], "duration_s": round(signal.shape[1] / fs, 6), "n_leads": len(leads),
-            "leads": " ".join(leads), "finite": bool(np.isfinite(signal).all()),
+            "leads": " ".join(leads), "lead_set": " ".join(sorted(leads)), "finite": bool(np.isfinite(signal).all()),
             "max_abs_mv": round(float(np.nanmax(np.abs(signal))), 4), "report": report,
             "has_report": bool(report.strip()), "codes": ";".join(sorted(k for k, v in codes.items() if v > 0))}
 
@@ -160,6 +160,8 @@ def manifest_expectations(p: IngestParams) -> list[tuple[str, dict]]:
         ("expect_column_values_to_be_in_set", {"column": "fs", "value_set": list(p.sampling_rates)}),
         ("expect_column_values_to_be_between", {"column": "duration_s", "min_value": p.duration_s}),
         ("expect_column_values_to_be_in_set", {"column": "n_leads", "value_set": [len(CANONICAL_LEADS)]}),
+        # the 12 standard leads by name, in any file order (MIMIC-IV-ECG stores aVF before aVL)
+        ("expect_column_values_to_be_in_set", {"column": "lead_set", "value_set": [" ".join(sorted(CANONICAL_LEADS))]}),
         ("expect_column_values_to_be_in_set", {"column": "finite", "value_set": [True]}),
         ("expect_column_values_to_be_in_set", {"column": "has_report", "value_set": [True]}),
         ("expect_column_values_to_be_in_set", {"column": "split", "value_set": ["train", "val", "test"]}),

@@ -70,6 +70,16 @@ def test_bad_records_are_quarantined_under_skip(tmp_path, broken_source):
     assert manifest.set_index("record_id").loc["ptbxl/1", "split"] == "test"
 
 
+def test_a_record_without_all_twelve_leads_fails_the_suite_naming_the_expectation(tmp_path):
+    from stages.common.validation import ManifestValidationError
+
+    root = write_source(tmp_path / "source", ["sinus rhythm."])
+    eleven = [lead for lead in CANONICAL_LEADS if lead != "aVF"]
+    write_wfdb(root / "ptbxl" / "records500" / "00000", "00001_hr", np.zeros((11, 5000)), 500.0, eleven)
+    with pytest.raises(ManifestValidationError, match="n_leads"):
+        run_step(ingest, tmp_path, {"ecg_text.ingest.source": str(root)})
+
+
 def test_short_record_is_bad_input(tmp_path):
     root = write_source(tmp_path / "source", ["sinus rhythm."])
     write_wfdb(root / "ptbxl" / "records500" / "00000", "00001_hr", np.zeros((12, 2500)), 500.0, list(CANONICAL_LEADS))
