@@ -23,8 +23,7 @@ $(INSTALLED): pyproject.toml
 install: $(INSTALLED)
 
 run: install
-	dvc repro
-	python -m stages.common.summary
+	export MEDREPRO_RUN_STARTED=$$(date +%s) && dvc repro && python -m stages.common.summary
 
 test: install
 	ruff check .

@@ -12,13 +12,24 @@ import numpy as np
 Item = TypeVar("Item")
 
 
+_pending_torch_seed: int | None = None
+
+
 def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA) from one integer."""
+    """Seed Python, numpy and torch (CPU and CUDA) from one integer.
+
+    Importing torch costs 1-2 s on 2 cores, a fixed cost no stage without torch should pay: torch
+    is seeded here only when the step module already imported it, else by ``configure_torch``,
+    which every torch stage calls (through ``ctx.torch_device``) before its first random op.
+    """
+    global _pending_torch_seed
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    import torch
-
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+        _pending_torch_seed = None
+    else:
+        _pending_torch_seed = seed
 
 
 def configure_torch(num_threads: int) -> None:
@@ -26,10 +37,14 @@ def configure_torch(num_threads: int) -> None:
 
     The same params then train the same bytes under ``dvc repro`` and under a flow on Ray.
     """
+    global _pending_torch_seed
     import torch
 
     if num_threads < 1:
         raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    if _pending_torch_seed is not None:
+        torch.manual_seed(_pending_torch_seed)
+        _pending_torch_seed = None
     torch.set_num_threads(num_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
 

@@ -1,38 +1,29 @@
-"""Dice and HD95 per organ (MONAI's metrics, HD95 in mm with the voxel spacing)."""
+"""Dice and HD95 per organ, HD95 in mm with the voxel spacing, MONAI's semantics (stages.common.metrics.segmentation).
+
+HD95 follows MONAI's ``compute_hausdorff_distance(percentile=95)``, which ct_fairness has always
+reported: the larger of the two directed 95th-percentile surface distances (prediction to truth,
+truth to prediction), not medpy's 95th percentile of both sets pooled.
+"""
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from stages.common.metrics.segmentation import per_class_scores
 from stages.ct_fairness.organs import NUM_CLASSES
-
-
-def one_hot(labels: np.ndarray | torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
-    """``(X, Y, Z)`` integer labels -> ``(1, C, X, Y, Z)`` float one-hot."""
-    tensor = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels).long()
-    encoded = torch.nn.functional.one_hot(tensor, num_classes)  # (X, Y, Z, C)
-    return encoded.movedim(-1, 0)[None].float()
 
 
 def dice_and_hd95(prediction: np.ndarray | torch.Tensor, truth: np.ndarray | torch.Tensor,
                   spacing: Sequence[float], num_classes: int = NUM_CLASSES) -> tuple[np.ndarray, np.ndarray]:
     """Per organ (classes 1..C-1): Dice, and the 95th-percentile symmetric Hausdorff distance in mm.
 
-    Dice is NaN where the truth has no voxels of the organ; HD95 is NaN where either the
-    prediction or the truth is empty (MONAI reports infinity there).
+    Dice is NaN where the truth has no voxels of the organ (MONAI's ``ignore_empty=True``); HD95 is
+    NaN where either the prediction or the truth is empty.
     """
-    from monai.metrics import DiceMetric, HausdorffDistanceMetric
-
-    predicted, target = one_hot(prediction, num_classes), one_hot(truth, num_classes)
-    dice = DiceMetric(include_background=False, reduction="none", ignore_empty=True)(predicted, target)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is all 0.*")
-        warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*")  # MONAI calling its own deprecated argument
-        hd95 = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(
-            predicted, target, spacing=[float(s) for s in spacing])
-    hd95 = hd95[0].cpu().numpy().astype(np.float64)
-    hd95[~np.isfinite(hd95)] = np.nan
-    return dice[0].cpu().numpy().astype(np.float64), hd95
+    predicted, target = (np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v) for v in (prediction, truth))
+    scores = per_class_scores(predicted, target, range(1, num_classes), spacing, convention="monai", empty="nan")
+    in_truth = np.array([np.any(target == organ) for organ in scores])
+    dice = np.where(in_truth, [s.dice for s in scores.values()], np.nan)
+    return dice.astype(np.float64), np.array([s.hd95 for s in scores.values()], dtype=np.float64)

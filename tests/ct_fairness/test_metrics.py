@@ -1,14 +1,38 @@
-"""Dice and HD95 per organ against hand-computed volumes and a scipy distance-transform reference."""
+"""Dice and HD95 per organ against hand-computed volumes, a scipy distance-transform reference and MONAI."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
 
-from stages.ct_fairness.metrics import dice_and_hd95, one_hot
+from stages.ct_fairness.metrics import dice_and_hd95
+from stages.ct_fairness.organs import NUM_CLASSES, amos_to_organ_table
+from stages.ct_fairness.phantom import Effects, Scanner, render_phantom, subject_anatomy
 
 torch.set_num_threads(1)
+
+
+def one_hot(labels: np.ndarray, num_classes: int = NUM_CLASSES) -> torch.Tensor:
+    """``(X, Y, Z)`` integer labels -> ``(1, C, X, Y, Z)`` float one-hot, MONAI's layout."""
+    encoded = torch.nn.functional.one_hot(torch.as_tensor(labels).long(), num_classes)
+    return encoded.movedim(-1, 0)[None].float()
+
+
+def monai_dice_and_hd95(prediction: np.ndarray, truth: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """What ct_fairness computed before the shared module: MONAI's metrics, infinity read as NaN."""
+    from monai.metrics import DiceMetric, HausdorffDistanceMetric
+
+    predicted, target = one_hot(prediction), one_hot(truth)
+    dice = DiceMetric(include_background=False, reduction="none", ignore_empty=True)(predicted, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hd95 = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(
+            predicted, target, spacing=[float(s) for s in spacing])
+    hd95 = hd95[0].numpy().astype(np.float64)
+    hd95[~np.isfinite(hd95)] = np.nan
+    return dice[0].numpy().astype(np.float64), hd95
 
 
 def box(shape, lo, hi, value=1):
@@ -28,11 +52,33 @@ def reference_hd95(a: np.ndarray, b: np.ndarray, spacing) -> float:
     return max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95))
 
 
-def test_one_hot_layout():
-    labels = np.array([[[0, 1], [2, 4]]])
-    encoded = one_hot(labels, 5)
-    assert encoded.shape == (1, 5, 1, 2, 2)
-    assert encoded[0, 4, 0, 1, 1] == 1 and encoded[0, :, 0, 1, 1].sum() == 1
+def phantom_labels(seed: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    scanner = Scanner(spacing=(8.0, 8.0, 10.0), fov_mm=(336.0, 252.0, 224.0))
+    _, amos = render_phantom(subject_anatomy("F" if seed % 2 else "M", 40 + seed, Effects(), np.random.default_rng(seed)), scanner)
+    table = amos_to_organ_table()
+    return np.vectorize(table.get)(amos).astype(np.uint8), scanner.spacing
+
+
+def test_equals_monai_on_phantom_label_maps():
+    """The shared module (MONAI convention) against MONAI's own metrics on the study's phantoms with segmentation errors."""
+    rng = np.random.default_rng(5)
+    for seed in range(3):
+        truth, spacing = phantom_labels(seed)
+        prediction = np.roll(truth, 1, axis=seed % 3)                      # a one-voxel misregistration
+        boundary = ndimage.morphological_gradient(truth, size=3) > 0
+        prediction[boundary & (rng.random(truth.shape) < 0.3)] = 0        # ragged edges
+        if seed == 1:
+            prediction[prediction == 4] = 0                                # the pancreas missed
+            prediction[2:4, 2:4, 2:4] = 3                                  # a far-away false positive
+        if seed == 2:
+            truth = truth.copy()
+            truth[truth == 2] = 0                                          # right kidney absent from the truth only
+        dice, hd95 = dice_and_hd95(prediction, truth, spacing)
+        expected_dice, expected_hd95 = monai_dice_and_hd95(prediction, truth, spacing)
+        np.testing.assert_allclose(dice, expected_dice, rtol=1e-6)        # MONAI computes in float32
+        np.testing.assert_allclose(hd95, expected_hd95, rtol=1e-5)        # and interpolates the percentile in float32
+        assert np.isfinite(dice).sum() >= 3 and np.isfinite(hd95).sum() >= 3
+    assert np.isnan(dice[1]) and np.isnan(hd95[1])
 
 
 def test_dice_matches_hand_counts():
