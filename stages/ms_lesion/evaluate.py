@@ -16,12 +16,13 @@ from pydantic import Field
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.claims import Claim, write_claims
 from stages.common.io import read_table, write_npz, write_table, write_tables
+from stages.common.metrics import segmentation
 from stages.common.params import StrictModel
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
-from stages.ms_lesion import segmentation_standin as segmentation  # TEMPORARY until stages.common.metrics.segmentation lands
-from stages.ms_lesion.layouts import LABEL_KINDS
+from stages.common.stats import bootstrap_interval, mean_statistic
 from stages.ms_lesion.metrics import lesion_f1, temporal_consistency
+from stages.ms_lesion.model import OUTPUTS as LABEL_KINDS
 from stages.ms_lesion.model import load_model, network_inputs, predict
 
 MODELS = ("union", "union_unconstrained", "crosssectional", "msseg2", "longitudinal")  # the train foreach
@@ -63,18 +64,10 @@ def score_case(predicted: np.ndarray, arrays, longitudinal: bool, params: Evalua
     return rows
 
 
-def paired_bootstrap(first: np.ndarray, second: np.ndarray, samples: int, rng: np.random.Generator) -> tuple[float, float]:
-    """95% percentile interval of mean(first - second) over cases resampled with replacement (NaN pairs dropped)."""
+def paired_bootstrap(first: np.ndarray, second: np.ndarray, samples: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of mean(first - second), test subjects resampled (NaN pairs left out)."""
     difference = np.asarray(first, float) - np.asarray(second, float)
-    difference = difference[np.isfinite(difference)]
-    if difference.size == 0:
-        return (float("nan"), float("nan"))
-    means = difference[rng.integers(0, difference.size, (samples, difference.size))].mean(1)
-    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
-
-
-def bootstrap_mean(values: np.ndarray, samples: int, rng: np.random.Generator) -> tuple[float, float]:
-    return paired_bootstrap(values, np.zeros_like(np.asarray(values, float)), samples, rng)
+    return bootstrap_interval(mean_statistic(difference), len(difference), samples, seed=seed)
 
 
 def case_means(scores: pd.DataFrame, model: str, task: str, metric: str) -> pd.Series:
@@ -95,14 +88,14 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["model", "task", "dataset"]).reset_index(drop=True)
 
 
-def union_comparisons(scores: pd.DataFrame, samples: int, rng: np.random.Generator) -> pd.DataFrame:
+def union_comparisons(scores: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
     """Union against each per-dataset model, per task, on all test subjects: mean Dice and a paired interval."""
     rows = []
     for model in PER_DATASET_MODELS:
         for task in TASKS:
             union, single = case_means(scores, "union", task, "dice"), case_means(scores, model, task, "dice")
             union, single = union.align(single, join="inner")
-            low, high = paired_bootstrap(union.to_numpy(), single.to_numpy(), samples, rng)
+            low, high = paired_bootstrap(union.to_numpy(), single.to_numpy(), samples, seed)
             rows.append({"per_dataset_model": model, "task": task, "covered": task in COVERED_TASKS[model],
                          "union_dice": float(np.nanmean(union)), "per_dataset_dice": float(np.nanmean(single)),
                          "difference_low": low, "difference_high": high,
@@ -110,13 +103,13 @@ def union_comparisons(scores: pd.DataFrame, samples: int, rng: np.random.Generat
     return pd.DataFrame(rows)
 
 
-def constraint_ablation(scores: pd.DataFrame, samples: int, rng: np.random.Generator) -> pd.DataFrame:
+def constraint_ablation(scores: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
     rows = []
     for task, metric in (("new", "dice"), ("new", "lesion_f1"), ("vanishing", "dice"), ("vanishing", "lesion_f1"),
                          ("temporal", "dice")):
         on, off = case_means(scores, "union", task, metric), case_means(scores, "union_unconstrained", task, metric)
         on, off = on.align(off, join="inner")
-        low, high = paired_bootstrap(on.to_numpy(), off.to_numpy(), samples, rng)
+        low, high = paired_bootstrap(on.to_numpy(), off.to_numpy(), samples, seed)
         rows.append({"task": task, "metric": "consistency" if task == "temporal" else metric,
                      "with_constraints": float(np.nanmean(on)), "without_constraints": float(np.nanmean(off)),
                      "difference_low": low, "difference_high": high, "raised": bool(np.nanmean(on) > np.nanmean(off))})
@@ -195,14 +188,14 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
             for key, value in example_slices(arrays, {m: predictions[m] for m in ("union", "union_unconstrained")}).items():
                 examples[f"{case.case_id}/{key}"] = value
     scores = pd.DataFrame(rows)
-    rng = np.random.default_rng(ctx.common.seed)
     summary_table = summarise(scores[scores.task != "temporal"])
     temporal = scores[scores.task == "temporal"].groupby(["model", "dataset"]).dice.mean().rename("consistency").reset_index()
-    comparisons = union_comparisons(scores, p.bootstrap_samples, rng)
-    ablation = constraint_ablation(scores, p.bootstrap_samples, rng)
+    comparisons = union_comparisons(scores, p.bootstrap_samples, ctx.common.seed)
+    ablation = constraint_ablation(scores, p.bootstrap_samples, ctx.common.seed)
     vanishing_rows = scores[(scores.model == "union") & (scores.task == "vanishing") & (scores.truth_lesions > 0)]
     vanishing = {"dice": float(vanishing_rows.dice.mean()), "lesion_f1": float(vanishing_rows.lesion_f1.mean()),
-                 "cases": len(vanishing_rows), "interval": bootstrap_mean(vanishing_rows.dice.to_numpy(), p.bootstrap_samples, rng)}
+                 "cases": len(vanishing_rows), "interval": bootstrap_interval(mean_statistic(vanishing_rows.dice.to_numpy()), len(vanishing_rows),
+                                               p.bootstrap_samples, seed=ctx.common.seed)}
 
     with atomic_directory(ctx.out("evaluation")) as staging:
         write_tables(staging, {"per_case.csv": scores.round(6), "summary.csv": summary_table.round(6),

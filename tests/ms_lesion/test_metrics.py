@@ -1,9 +1,7 @@
-"""Lesion-wise F1 (MSSEG rule, CoactSeg thresholds) on hand-built cases; the Dice/HD95 stand-in against medpy."""
+"""Lesion-wise F1 (MSSEG rule, CoactSeg thresholds) and temporal consistency on hand-built cases."""
 import numpy as np
 import pytest
-from medpy.metric import binary as medpy_binary
 
-from stages.ms_lesion import segmentation_standin
 from stages.ms_lesion.metrics import lesion_components, lesion_f1, temporal_consistency
 
 
@@ -75,12 +73,3 @@ def test_temporal_consistency_by_hand():
     # a2 missing the new lesion: implied 54 voxels, predicted 27, overlap 27 -> 2*27/81
     assert temporal_consistency(a1, consistent_a2 & ~new, new, gone) == pytest.approx(2 / 3)
 
-
-def test_standin_dice_and_hd95_match_medpy():
-    rng = np.random.default_rng(0)
-    truth = cube((20, 22, 18), (4, 5, 6), 7)
-    prediction = truth.copy()
-    prediction[rng.random(truth.shape) < 0.02] = True
-    spacing = (0.5, 0.75, 1.2)
-    assert segmentation_standin.dice(prediction, truth) == pytest.approx(medpy_binary.dc(prediction, truth))
-    assert segmentation_standin.hd95(prediction, truth, spacing) == pytest.approx(medpy_binary.hd95(prediction, truth, voxelspacing=spacing))
