@@ -116,6 +116,11 @@ def constraint_ablation(scores: pd.DataFrame, samples: int, seed: int) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def finite(value: float) -> float | None:
+    """Rounded for the metrics file; None (JSON null) where a mean is undefined (e.g. HD95 of only empty maps)."""
+    return round(float(value), 6) if np.isfinite(value) else None
+
+
 def example_slices(arrays, predictions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The axial slice with the most new plus vanishing truth: scans, truth and each model's four maps."""
     changes = arrays["truth"][2].astype(int) + arrays["truth"][3]
@@ -161,9 +166,9 @@ def paper_claims(comparisons: pd.DataFrame, ablation: pd.DataFrame, vanishing: d
         measured={"union_vanishing_dice": round(vanishing["dice"], 4), "union_vanishing_lesion_f1": round(vanishing["lesion_f1"], 4),
                   "cases": vanishing["cases"]},
         intervals={"union_vanishing_dice": vanishing["interval"]},
-        comparison="the 95% bootstrap interval of the union model's mean vanishing-lesion Dice lies above 0 "
-                   "(subjects whose truth has vanishing lesions)",
-        holds=bool(vanishing["interval"][0] > 0),
+        comparison="the 95% bootstrap interval of the union model's mean vanishing-lesion Dice lies above 0 and its "
+                   "lesion-wise F1 is above 0 (at least one vanishing lesion detected), on subjects whose truth has them",
+        holds=bool(vanishing["interval"][0] > 0 and vanishing["lesion_f1"] > 0),
     ))
     return claims
 
@@ -205,15 +210,15 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     pooled = summary_table[summary_table.dataset == "all"]
     write_table(ctx.out("plots/dice_per_task.csv"), pd.DataFrame({"label": pooled.model + " / " + pooled.task,
                                                                   "dice": pooled.dice.round(6)}))
-    summary = {model: {r.task: {"dice": round(r.dice, 6), "hd95": round(r.hd95, 6), "lesion_f1": round(r.lesion_f1, 6)}
+    summary = {model: {r.task: {"dice": finite(r.dice), "hd95": finite(r.hd95), "lesion_f1": finite(r.lesion_f1)}
                        for r in pooled[pooled.model == model].itertuples()} for model in MODELS}
     for model in MODELS:
-        summary[model]["temporal_consistency"] = round(float(scores[(scores.model == model) & (scores.task == "temporal")].dice.mean()), 6)
+        summary[model]["temporal_consistency"] = finite(scores[(scores.model == model) & (scores.task == "temporal")].dice.mean())
     write_json(ctx.out("metrics/evaluate.json"), {"pooled_test": summary, "test_subjects": len(test)})
     write_claims(ctx, paper_claims(comparisons, ablation, vanishing))
     ctx.log_artifact(ctx.out("evaluation") / "summary.csv")
     return {f"{model}.{task}.{metric}": value for model, tasks in summary.items() for task, values in tasks.items()
-            if isinstance(values, dict) for metric, value in values.items()}
+            if isinstance(values, dict) for metric, value in values.items() if value is not None}
 
 
 if __name__ == "__main__":
