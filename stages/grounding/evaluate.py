@@ -5,7 +5,7 @@ decoding (one beam, at most 300 new tokens), Florence's phrase + box parsing, ea
 to the closest class name (difflib, cutoff 0.5), every box confidence 1.0, mAP50 / mAP75 /
 mAP50:95 over (sample, class) pairs. Seen and unseen classes are scored apart. Unseen classes are
 also scored with every box labelled as the queried class (ours, see :func:`scoring.parse_answers`),
-against a chance baseline of random boxes. RoDeO is not computed (see the study README).
+against a chance baseline of random boxes. RoDeO is not computed: rodeometric 0.0.1 fails on its own README example (study README).
 """
 from __future__ import annotations
 
