@@ -1,7 +1,14 @@
-"""med_reasoning's tiny params: its step tests and its row of tests/pipeline_rows.py use them."""
+"""med_reasoning's tiny params: its step tests and its row of tests/pipeline_rows.py use them.
+
+The model is the real tokenizer with tiny random weights (it never earns reward; the study
+note checked that): these params test the plumbing, the smoke run tests the claims.
+"""
 
 TINY = {
     "med_reasoning.ingest.train_per_form": 4,
     "med_reasoning.ingest.test_per_form": 3,
     "med_reasoning.ingest.ood_per_set": 3,
+    "med_reasoning.prepare_model.random_init": {"hidden_size": 16, "layers": 1, "heads": 2},
+    "med_reasoning.difficulty.samples": 2,
+    "med_reasoning.difficulty.max_new_tokens": 3,
 }
