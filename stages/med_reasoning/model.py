@@ -90,16 +90,24 @@ def check_model_folder(folder: Path) -> Path:
     return folder
 
 
-def load_folder(folder: Path) -> tuple[Any, Any]:
-    """(model, tokenizer) from a transformers folder, offline, fp32, left padding for batched generation."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(folder: Path) -> Any:
+    """The tokenizer of a transformers folder, offline, left padding for batched generation."""
+    from transformers import AutoTokenizer
 
     offline()
     check_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_folder(folder: Path) -> tuple[Any, Any]:
+    """(model, tokenizer) from a transformers folder, offline, fp32, left padding for batched generation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(folder)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
     return model, tokenizer
 

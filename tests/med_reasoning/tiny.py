@@ -11,4 +11,8 @@ TINY = {
     "med_reasoning.prepare_model.random_init": {"hidden_size": 16, "layers": 1, "heads": 2},
     "med_reasoning.difficulty.samples": 2,
     "med_reasoning.difficulty.max_new_tokens": 3,
+    "med_reasoning.train.seeds": [0],
+    "med_reasoning.train.max_steps": 2,
+    "med_reasoning.train.max_completion_length": 3,
+    "med_reasoning.train.num_generations": 2,
 }
