@@ -99,6 +99,7 @@ def grpo_run(ctx: StageContext[TrainParams], questions, seed: int, output) -> tu
         max_steps=p.max_steps, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, report_to="none",
         save_strategy="no", seed=seed, data_seed=seed, use_cpu=output.type == "cpu", bf16=False, fp16=False,
         dataloader_num_workers=0, disable_tqdm=True, reward_weights=[1.0, 0.0],
+        gradient_checkpointing=False,  # ours: small models on CPU; memory is not the limit
     )
     tokenizer = lm.load_tokenizer(ctx.dep("models/base"))
     # The folder path (not a model object): with beta > 0 TRL rebuilds the reference from it (study note).

@@ -6,13 +6,9 @@ import pandas as pd
 import pytest
 
 from stages.common.badinput import BadInputError
-from stages.med_reasoning.difficulty import difficulty, difficulty_bins, pass_rates
+from stages.med_reasoning.difficulty import difficulty_bins, pass_rates
 from stages.med_reasoning.formats import Question
-from stages.med_reasoning.ingest import ingest
 from stages.med_reasoning.model import check_model_folder, load_folder, wheel_gguf_file
-from stages.med_reasoning.prepare_model import prepare_model
-from tests.helpers import run_step
-from tests.med_reasoning.tiny import TINY
 
 
 def test_the_wheel_ships_one_gguf_found_without_importing_it():
@@ -46,14 +42,11 @@ def test_pass_rates_and_bins_by_hand():
     assert difficulty_bins(["b", "a", "c"], np.zeros(3)) == ["hard", "easy", "hard"]  # ties by id; the odd one is hard
 
 
-def test_prepare_model_and_difficulty_on_a_tiny_random_model(tmp_path):
-    run_step(ingest, tmp_path, TINY)
-    _, metrics = run_step(prepare_model, tmp_path, TINY)
-    data = tmp_path / "data" / "med_reasoning"
+def test_prepare_model_and_difficulty_on_a_tiny_random_model(study):
+    data, _, _, (_, metrics), _ = study
     model, tokenizer = load_folder(data / "models/base")
     assert metrics["parameters"] == sum(p.numel() for p in model.parameters()) and model.config.hidden_size == 16
     assert tokenizer.chat_template and "<|im_start|>" in tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
-    _, metrics = run_step(difficulty, tmp_path, TINY)
     table = pd.read_csv(data / "interim/difficulty/difficulty.csv")
     assert len(table) == 8 and (table.bin == "easy").sum() == 4
     assert set(np.round(table.pass_rate * 2, 6)) <= {0.0, 1.0, 2.0}  # 2 samples per question

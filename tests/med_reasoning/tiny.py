@@ -13,6 +13,9 @@ TINY = {
     "med_reasoning.difficulty.max_new_tokens": 3,
     "med_reasoning.train.seeds": [0],
     "med_reasoning.train.max_steps": 2,
+    "med_reasoning.train.prompts_per_step": 1,
     "med_reasoning.train.max_completion_length": 3,
     "med_reasoning.train.num_generations": 2,
+    "med_reasoning.evaluate.max_new_tokens": 3,
+    "med_reasoning.evaluate.bootstrap_resamples": 200,
 }
