@@ -20,7 +20,7 @@ from stages.med_reasoning.bootstrap import bootstrap_interval
 from stages.med_reasoning.difficulty import manifest_questions
 from stages.med_reasoning.formats import format_prompt
 from stages.med_reasoning.reward import extract_choice
-from stages.med_reasoning.train import VARIANTS
+from stages.med_reasoning.variants import VARIANTS
 
 BASE = "base"
 MAIN_VARIANT = "mixed"

@@ -10,7 +10,7 @@ from stages.common.io import read_table
 from stages.common.params import StrictModel
 from stages.common.report import HtmlReport, plt
 from stages.common.stage import Metrics, StageContext, run_stage
-from stages.med_reasoning.train import VARIANTS
+from stages.med_reasoning.variants import VARIANTS
 
 # Accuracy (%) of 8B models, RL on one 1.2K subset (AlphaMed project page; real data, published, not reproduced here).
 PUBLISHED = [

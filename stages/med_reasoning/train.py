@@ -32,8 +32,8 @@ from stages.med_reasoning import model as lm
 from stages.med_reasoning.difficulty import manifest_questions
 from stages.med_reasoning.formats import format_prompt
 from stages.med_reasoning.reward import completion_text, extract_choice, reward
+from stages.med_reasoning.variants import VARIANTS
 
-VARIANTS = ("long", "short", "easy", "hard", "mixed")
 LOGGED = {"reward": "reward", "kl": "kl", "rewards/parsed/mean": "parse_rate",
           "completions/mean_length": "completion_length", "frac_reward_zero_std": "frac_reward_zero_std"}
 

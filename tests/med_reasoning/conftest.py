@@ -6,7 +6,8 @@ from stages.med_reasoning.evaluate import evaluate
 from stages.med_reasoning.ingest import ingest
 from stages.med_reasoning.prepare_model import prepare_model
 from stages.med_reasoning.report import report
-from stages.med_reasoning.train import VARIANTS, train
+from stages.med_reasoning.train import train
+from stages.med_reasoning.variants import VARIANTS
 from tests.helpers import run_step
 from tests.med_reasoning.tiny import TINY
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.med_reasoning.train import VARIANTS
+from stages.med_reasoning.variants import VARIANTS
 from tests.med_reasoning.tiny import TINY
 from tests.pipeline_rows import StudyRow
 

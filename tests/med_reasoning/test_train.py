@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from stages.med_reasoning.evaluate import late_effective_query_ratio, paired_difference
-from stages.med_reasoning.train import VARIANTS, effective_query_ratio, letter_reward, parsed, variant_ids
+from stages.med_reasoning.train import effective_query_ratio, letter_reward, parsed, variant_ids
+from stages.med_reasoning.variants import VARIANTS
 
 
 def test_reward_functions_take_trl_keyword_columns():
