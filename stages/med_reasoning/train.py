@@ -85,11 +85,11 @@ def parsed(completions, letters, **_) -> list[float]:
 
 def grpo_run(ctx: StageContext[TrainParams], questions, seed: int, output) -> tuple[object, pd.DataFrame, dict]:
     """One GRPO run; returns the trainer, its per-step log and its speed."""
+    lm.offline()
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     p = ctx.params
-    lm.offline()
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": format_prompt(q, p.prompt_style)}],
                                   "answer": q.answer, "letters": q.letters} for q in questions])
     config = GRPOConfig(
