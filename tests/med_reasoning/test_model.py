@@ -51,3 +51,13 @@ def test_prepare_model_and_difficulty_on_a_tiny_random_model(study):
     assert len(table) == 8 and (table.bin == "easy").sum() == 4
     assert set(np.round(table.pass_rate * 2, 6)) <= {0.0, 1.0, 2.0}  # 2 samples per question
     assert json.loads((data / "metrics/difficulty.json").read_text())["samples"] == 2
+
+
+def test_prepare_model_refuses_a_folder_that_is_not_a_model(tmp_path):
+    from stages.med_reasoning.prepare_model import prepare_model
+    from tests.helpers import run_step
+
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(BadInputError, match=r"weights: not a transformers model folder"):
+        run_step(prepare_model, tmp_path, {"med_reasoning.prepare_model.model": str(tmp_path / "weights")})
+    assert not (tmp_path / "data/med_reasoning/models/base").exists()

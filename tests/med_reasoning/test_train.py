@@ -75,3 +75,13 @@ def test_bootstrap_interval_matches_the_normal_approximation():
     low, high = bootstrap_interval(values, 2000, 0.95, 0)
     half = 1.96 * np.sqrt(values.mean() * (1 - values.mean()) / values.size)
     assert low == pytest.approx(values.mean() - half, abs=0.004) and high == pytest.approx(values.mean() + half, abs=0.004)
+
+
+def test_a_missing_subset_is_a_clear_error():
+    from stages.common.badinput import BadInputError
+
+    manifest = pd.DataFrame({"id": list("ab"), "split": ["train"] * 2, "subset": ["medqa", "pubmedqa"]})
+    bins = pd.DataFrame({"id": list("ab"), "bin": ["easy", "hard"]})
+    with pytest.raises(BadInputError, match=r"train@long: the training set has no 'long' subset \(subsets: \['medqa', 'pubmedqa'\]\)"):
+        variant_ids(manifest, bins, "long")
+    assert variant_ids(manifest, bins, "mixed") == ["b"]  # one question per bin: mixed takes 0 easy + 1 hard
