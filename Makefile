@@ -23,9 +23,11 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
+# DVC ends every repro with a `dvc push` hint; it is dropped while no remote is configured.
 run: install
-	dvc repro
-	python -m stages.common.summary
+	@set -o pipefail; export MEDREPRO_RUN_STARTED=$$(date +%s); remotes="$$(dvc remote list)"; \
+	dvc repro | { if [ -n "$$remotes" ]; then cat; else sed -u '/^Use `dvc push`/d'; fi; } \
+	&& python -m stages.common.summary
 
 test: install
 	ruff check .

@@ -13,6 +13,7 @@ A wrong key or value stops the stage with a message that names the key, e.g.
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -89,8 +90,10 @@ def apply_scale(section: dict[str, Any], scale: str, key: str, source: str = "pa
         raise ParamsError(f"{source}: {key}.{FULL_OVERRIDES_KEY}: expected a mapping")
     unknown = sorted(set(overrides) - set(section))
     if unknown:
+        close = difflib.get_close_matches(unknown[0], list(section), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ParamsError(
-            f"{source}: {key}.{FULL_OVERRIDES_KEY}.{unknown[0]}: overrides a key that the smoke settings do not have"
+            f"{source}: {key}.{FULL_OVERRIDES_KEY}.{unknown[0]}: overrides a key that the smoke settings do not have{hint}"
         )
     if scale == "full":
         section.update(overrides)
@@ -120,7 +123,10 @@ def validate_step(
     """Validate ``common`` and ``<study>.<step>`` of a params document (at ``scale``, default common.scale)."""
     common = validate_section(CommonParams, document.get("common"), "common", source)
     key = f"{study}.{step}"
-    merged = apply_scale(step_section(document, study, step, source), scale or common.scale, key, source)
+    section = step_section(document, study, step, source)
+    # The smoke settings first, so a mistyped key is named as itself, not as a full override of it.
+    validate_section(model, {name: value for name, value in section.items() if name != FULL_OVERRIDES_KEY}, key, source)
+    merged = apply_scale(section, scale or common.scale, key, source)
     return common, validate_section(model, merged, key, source)
 
 

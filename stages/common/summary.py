@@ -8,8 +8,10 @@ exits 0 either way, unless a claims file is malformed.
 from __future__ import annotations
 
 import html
+import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from stages.common.claims import CLAIMS_FILE, ClaimsError, ClaimsFile, read_clai
 from stages.common.paths import repo_root
 from stages.common.pipeline import load_stages
 from stages.common.tracking import tracking_uri
+
+RUN_STARTED_ENV = "MEDREPRO_RUN_STARTED"  # seconds since the epoch; `make run` sets it before `dvc repro`
 
 _FIRST_FIGURE = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,[A-Za-z0-9+/=]+">')
 
@@ -84,6 +88,52 @@ def index_page(results: list[StudyResult], root: Path) -> str:
             f"</head><body><h1>medrepro: reproduction scorecard</h1>{table}{''.join(sections)}</body></html>\n")
 
 
+@dataclass(frozen=True)
+class StageTiming:
+    stage: str
+    study: str
+    seconds: float
+    status: str
+
+
+def stage_timings(root: Path, since_seconds: float) -> list[StageTiming]:
+    """The stage runs MLflow recorded since ``since_seconds``: what this `make run` actually ran."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    client = mlflow.MlflowClient()
+    studies = sorted({spec.study for spec in load_stages(root).values()})
+    experiments = [e.experiment_id for e in (client.get_experiment_by_name(s) for s in studies) if e is not None]
+    if not experiments:
+        return []
+    runs = client.search_runs(experiments, filter_string=f"attributes.start_time >= {int(since_seconds * 1000)}",
+                              max_results=10_000)
+    timings = []
+    for run in runs:
+        stage = run.data.tags.get("dvc.stage")
+        if stage is None:
+            continue
+        end = run.info.end_time or run.info.start_time
+        timings.append(StageTiming(stage, run.data.tags.get("medrepro.study", stage.split("-")[0]),
+                                   (end - run.info.start_time) / 1000, run.info.status))
+    return sorted(timings, key=lambda t: t.stage)
+
+
+def timing_lines(timings: Sequence[StageTiming], studies: Sequence[str]) -> list[str]:
+    """Per study the stages that ran with their time in the stage (DVC's own bookkeeping excluded)."""
+    lines = []
+    for study in studies:
+        ran = [t for t in timings if t.study == study]
+        if not ran:
+            lines.append(f"  {study:14s} nothing ran (up to date or restored from DVC's run cache)")
+            continue
+        lines.append(f"  {study:14s} {sum(t.seconds for t in ran):7.1f} s in {len(ran)} stage(s)")
+        for timing in ran:
+            state = "" if timing.status == "FINISHED" else f"  [{timing.status}]"
+            lines.append(f"  {'':14s}   {timing.seconds:7.1f} s  {timing.stage}{state}")
+    return lines
+
+
 def log_scorecard(page: Path, results: list[StudyResult], root: Path) -> None:
     import mlflow
 
@@ -106,6 +156,10 @@ def main() -> int:
     print("\n".join(scorecard_lines(results)))
     page = write_text(root / "data" / "index.html", index_page(results, root))
     log_scorecard(page, results, root)
+    started = os.environ.get(RUN_STARTED_ENV)
+    if started:
+        print("\nTime per study and stage in this run (from the stages' MLflow runs):")
+        print("\n".join(timing_lines(stage_timings(root, float(started)), [r.study for r in results])))
     print(f"\nScorecard and reports: {page}")
     for result in results:
         state = result.report or "(missing: run `dvc repro`)"

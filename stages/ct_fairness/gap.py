@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from stages.common.stats import mean_gap
 from stages.ct_fairness.organs import ORGANS
 
 SIGNIFICANCE_LEVELS = (0.05, 0.01)
@@ -25,22 +26,10 @@ def performance_gap(score_same: Sequence[float], score_other: Sequence[float]) -
     """``(gap_percent, p_value)`` of one test group's per-case scores under the same- and other-group model.
 
     NaN scores (undefined cases) are left out. The gap is NaN when both means are zero; the p
-    value is NaN when either side has fewer than two scores.
+    value (Welch's, ``stages.common.stats``) is NaN when either side has fewer than two scores.
     """
-    same = np.asarray(score_same, dtype=np.float64)
-    other = np.asarray(score_other, dtype=np.float64)
-    same, other = same[np.isfinite(same)], other[np.isfinite(other)]
-    if len(same) == 0 or len(other) == 0:
-        return float("nan"), float("nan")
-    mean_same, mean_other = same.mean(), other.mean()
-    centre = (mean_same + mean_other) / 2.0
-    gap = 100.0 * (mean_other - mean_same) / centre if centre != 0 else float("nan")
-    if len(same) < 2 or len(other) < 2:
-        return float(gap), float("nan")
-    if np.ptp(same) == 0 and np.ptp(other) == 0:
-        return float(gap), (1.0 if mean_same == mean_other else 0.0)
-    p_value = stats.ttest_ind(same, other, equal_var=False).pvalue
-    return float(gap), float(p_value)
+    gap = mean_gap(score_same, score_other)
+    return gap.gap_percent, gap.test.p_value
 
 
 def significance_mark(p_value: float, levels: Sequence[float] = SIGNIFICANCE_LEVELS) -> str:

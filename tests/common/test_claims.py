@@ -75,3 +75,25 @@ def test_a_claim_flipping_shows_in_dvc_metrics_diff(tmp_path):
     assert changed["claims.learned_beats_zero_filled.holds"]["new"] is False
     document = claims_document("toy", "smoke", [Claim(**claim())])
     assert read_claims(write(tmp_path / "again.json", to_json(document)), "toy") == document
+
+
+def test_the_run_summary_times_only_the_stages_this_run_ran(tmp_path, monkeypatch):
+    import mlflow
+
+    from stages.common.summary import stage_timings, timing_lines
+
+    stages = {f"{s}-{step}": {"cmd": f"python -m stages.{s}.{step}"} for s in ("alpha", "beta") for step in ("ingest", "train")}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "params.yaml").write_text("common: {}\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    alpha = client.create_experiment("alpha")
+    for stage, start, end in (("alpha-ingest", 1_000_000, 1_004_500), ("alpha-train", 2_000_000, 2_012_250),
+                              ("alpha-ingest", 5_000, 9_000)):  # the last one is an earlier run
+        run = client.create_run(alpha, start_time=start, tags={"dvc.stage": stage, "medrepro.study": "alpha"})
+        client.set_terminated(run.info.run_id, end_time=end)
+    timings = stage_timings(tmp_path, since_seconds=1_000.0)
+    assert [(t.stage, t.seconds) for t in timings] == [("alpha-ingest", 4.5), ("alpha-train", 12.25)]
+    lines = timing_lines(timings, ["alpha", "beta"])
+    assert lines[0].split() == ["alpha", "16.8", "s", "in", "2", "stage(s)"]
+    assert "beta           nothing ran" in lines[-1]

@@ -59,10 +59,21 @@ def test_full_scale_overrides_apply_only_at_full(tmp_path):
     assert (smoke.epochs, full.epochs) == (2, 40)
 
 
-def test_full_override_of_a_key_missing_at_smoke_is_refused(tmp_path):
-    path = write(tmp_path, "study:\n  step:\n    epochs: 2\n    full: {epoch: 40}\n")
-    with pytest.raises(ParamsError, match=r"study\.step\.full\.epoch"):
+def test_full_override_of_a_key_missing_at_smoke_is_refused_with_a_suggestion(tmp_path):
+    path = write(tmp_path, "study:\n  step:\n    epochs: 2\n    rate: 1\n    names: []\n    full: {epoch: 40}\n")
+    with pytest.raises(ParamsError, match=r"study\.step\.full\.epoch: overrides a key .* \(did you mean 'epochs'\?\)"):
         load_params("study", "step", StepParams, path)
+
+
+def test_a_mistyped_smoke_key_is_named_itself_not_as_its_full_override(tmp_path):
+    # The smoke key is mistyped and the full override spells it right: the typo is the error.
+    text = "study:\n  step:\n    epoch: 2\n    rate: 1\n    names: []\n    full: {epochs: 40}\n"
+    for scale in ("smoke", "full"):
+        with pytest.raises(ParamsError) as raised:
+            load_params("study", "step", StepParams, write(tmp_path, text, scale))
+        message = str(raised.value)
+        assert "study.step.epoch: Extra inputs are not permitted" in message
+        assert "full.epochs" not in message
 
 
 def test_missing_section_and_bad_yaml(tmp_path):
