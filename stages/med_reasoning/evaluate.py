@@ -15,8 +15,8 @@ from stages.common.claims import Claim, write_claims
 from stages.common.io import read_table, write_table
 from stages.common.params import StrictModel
 from stages.common.stage import Metrics, StageContext, run_stage
+from stages.common.stats import bootstrap_interval
 from stages.med_reasoning import model as lm
-from stages.med_reasoning.bootstrap import bootstrap_interval
 from stages.med_reasoning.difficulty import manifest_questions
 from stages.med_reasoning.formats import format_prompt
 from stages.med_reasoning.reward import extract_choice
@@ -43,13 +43,19 @@ def predict(folder, questions, p: EvaluateParams) -> list[tuple[str | None, str]
     return [(extract_choice(text, q.letters), text) for text, q in zip(texts, questions)]
 
 
+def mean_interval(values: np.ndarray, resamples: int, confidence: float, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over questions (the resampling unit)."""
+    values = np.asarray(values, dtype=float)
+    return bootstrap_interval(lambda indices: float(values[indices].mean()), len(values), resamples, confidence, seed)
+
+
 def accuracy_table(predictions: pd.DataFrame, resamples: int, confidence: float, seed: int) -> pd.DataFrame:
     """Accuracy per model and evaluation group (in domain, out of domain, each set), seed-averaged, with intervals."""
     rows = []
     for (model, group), frame in predictions.groupby(["model", "group"], sort=True):
         per_question = frame.groupby("id")["correct"].mean().to_numpy(dtype=float)
         per_seed = frame.groupby("seed")["correct"].mean()
-        low, high = bootstrap_interval(per_question, resamples, confidence, seed)
+        low, high = mean_interval(per_question, resamples, confidence, seed)
         rows.append({"model": model, "group": group, "questions": len(per_question), "accuracy": float(per_question.mean()),
                      "ci_low": low, "ci_high": high, "seed_min": float(per_seed.min()), "seed_max": float(per_seed.max()),
                      "parse_rate": float(frame["parsed"].mean())})
@@ -63,7 +69,7 @@ def paired_difference(predictions: pd.DataFrame, model: str, group: str, resampl
     rl = frame[frame["model"] == model].groupby("id")["correct"].mean()
     base = frame[frame["model"] == BASE].groupby("id")["correct"].mean().reindex(rl.index)
     difference = (rl - base).to_numpy(dtype=float)
-    return float(difference.mean()), bootstrap_interval(difference, resamples, confidence, seed)
+    return float(difference.mean()), mean_interval(difference, resamples, confidence, seed)
 
 
 def late_effective_query_ratio(log: pd.DataFrame) -> float:

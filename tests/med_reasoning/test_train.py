@@ -69,10 +69,10 @@ def test_paired_difference_and_late_ratio_by_hand():
 def test_bootstrap_interval_matches_the_normal_approximation():
     import numpy as np
 
-    from stages.med_reasoning.bootstrap import bootstrap_interval
+    from stages.med_reasoning.evaluate import mean_interval
 
     values = (np.random.default_rng(0).random(2000) < 0.3).astype(float)
-    low, high = bootstrap_interval(values, 2000, 0.95, 0)
+    low, high = mean_interval(values, 2000, 0.95, 0)
     half = 1.96 * np.sqrt(values.mean() * (1 - values.mean()) / values.size)
     assert low == pytest.approx(values.mean() - half, abs=0.004) and high == pytest.approx(values.mean() + half, abs=0.004)
 
