@@ -93,12 +93,13 @@ def _command_serve(args: argparse.Namespace) -> int:
 
 def _command_ui(args: argparse.Namespace) -> int:
     from flows.servers import free_port, start_mlflow_ui, start_prefect_server
-    from stages.common.tracking import artifact_location, tracking_uri
+    from stages.common.tracking import artifact_location, flush_runs, tracking_uri
 
     root = args.repo.resolve()
     uri = tracking_uri(root)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    flush_runs(root)
     servers = []
     try:
         prefect_port = args.prefect_port if _port_free(args.host, args.prefect_port) else free_port(args.host)

@@ -332,6 +332,7 @@ def pipeline(
             stage_env[stage] = env
         requests = plan_requests(graph, root, config, force, remote, stage_env, commit)
         succeeded = False
+        outcomes: dict[str, StageOutcome] = {}
         try:
             try:
                 outcomes = run_stages.with_options(task_runner=make_task_runner(ray_address, _worker_env(uri)))(
@@ -352,7 +353,8 @@ def pipeline(
                 pull_driver_outputs(root, remote, graph, config.lock_retries, logger.info)
             succeeded = True
         finally:
-            close_parent_runs(parent_runs, uri, succeeded)
+            close_parent_runs(parent_runs, uri, succeeded,
+                              {s for stage, o in outcomes.items() if o.ran and (s := study_of(stage)) is not None})
     return {
         stage: {"ran": o.ran, "seconds": round(o.seconds, 3), "host": o.host, "resources": o.resources}
         for stage, o in outcomes.items()

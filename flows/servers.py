@@ -148,7 +148,9 @@ def start_mlflow_ui(
     log_path = Path(log_dir) / "mlflow-ui.log"
     if progress:
         print(f"Starting MLflow UI on http://{host}:{port} (log: {log_path})", file=sys.stderr, flush=True)
-    process = _spawn("MLflow UI", command, os.environ, log_path)
+    # MLflow's documented telemetry opt-out, unless the user chose otherwise
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", **os.environ}
+    process = _spawn("MLflow UI", command, env, log_path)
     server = ServerProcess("MLflow UI", f"http://{host}:{port}", process, log_path)
     _wait_healthy(server, f"{server.url}/health", timeout, progress)
     return server

@@ -53,13 +53,24 @@ def open_parent_runs(
     return run_ids
 
 
-def close_parent_runs(run_ids: Mapping[str, str], uri: str, succeeded: bool) -> None:
-    """End every parent run FINISHED or FAILED."""
+def close_parent_runs(run_ids: Mapping[str, str], uri: str, succeeded: bool,
+                      studies_that_ran: Iterable[str] | None = None) -> None:
+    """Move the stages' spooled runs into the store, then end every parent run FINISHED or FAILED.
+
+    After a successful flow, the parent run of a study none of whose stages ran (all up to date
+    or restored from the run cache) is deleted, so no-op flows leave no empty runs.
+    """
+    from stages.common.mlflow_spool import flush, spool_folder
+
+    flush(spool_folder(uri))
     if not run_ids:
         return
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     status = "FINISHED" if succeeded else "FAILED"
-    for run_id in run_ids.values():
+    ran = None if studies_that_ran is None else set(studies_that_ran)
+    for study, run_id in run_ids.items():
         client.set_terminated(run_id, status=status)
+        if succeeded and ran is not None and study not in ran:
+            client.delete_run(run_id)

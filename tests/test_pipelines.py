@@ -14,6 +14,7 @@ import mlflow
 import pytest
 
 from stages.common.claims import CLAIMS_FILE, read_claims
+from stages.common.mlflow_spool import flush, spool_folder
 from stages.common.pipeline import load_stages
 from stages.common.stage import SCRATCH_FOLDER
 from tests.helpers import run_dvc, set_params
@@ -52,7 +53,9 @@ def test_study_runs_end_to_end_and_is_cached(study, project_copy, tmp_path):
     assert undeclared_files(project_copy, study) == []
     assert not any((data / SCRATCH_FOLDER).rglob("*.*")) if (data / SCRATCH_FOLDER).exists() else True
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project_copy / 'mlruns' / 'mlflow.db'}")
+    uri = f"sqlite:///{project_copy / 'mlruns' / 'mlflow.db'}"
+    flush(spool_folder(uri))  # the stages' runs, spooled, as `make run` moves them at its end
+    client = mlflow.MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name(study).experiment_id])
     assert sorted(r.data.tags["dvc.stage"] for r in runs) == stages
     assert all(r.info.status == "FINISHED" for r in runs)

@@ -50,7 +50,7 @@ class UndeclaredPathError(PipelineError):
 
 
 class Tracker:
-    """Where a step's metrics and artifacts go: :class:`MlflowTracker` in a stage, this in tests.
+    """Where a step's metrics and artifacts go: :class:`RunTracker` in a stage, this in tests.
 
     The base class keeps everything in memory so in-process tests can look at what was logged.
     """
@@ -70,24 +70,24 @@ class Tracker:
         self.artifacts.append(Path(path))
 
 
-class MlflowTracker(Tracker):
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        import mlflow
+class RunTracker(Tracker):
+    """Logs into the stage's MLflow run (spooled or direct, see ``stages.common.tracking.stage_run``)."""
 
+    def __init__(self, run: Any) -> None:
+        super().__init__()
+        self.run = run
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         super().log_metrics(metrics, step)
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        self.run.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        import mlflow
-
         super().log_params(params)
-        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        self.run.log_params(params)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        import mlflow
-
         super().log_artifact(path, folder)
-        mlflow.log_artifact(str(path), artifact_path=folder)
+        self.run.log_artifact(Path(path), folder)
 
 
 class DeclaredCommon:
@@ -329,17 +329,14 @@ def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] 
 
     seed_everything(context.common.seed)
     logged = {"common": document.get("common") or {}, study: {step_name: context.params.model_dump(mode="json")}}
-    with stage_run(context.spec, logged, root, context.input_hashes()):
-        context.tracker = MlflowTracker()
+    with stage_run(context.spec, logged, root, context.input_hashes()) as run:
+        context.tracker = RunTracker(run)
         try:
             metrics = step(context)
             if metrics:
                 context.log_metrics(metrics)
         except EXPECTED_ERRORS as error:
-            import mlflow
-
-            mlflow.set_tag("medrepro.error", str(error)[:5000])
-            mlflow.end_run(status="FAILED")
+            run.set_tag("medrepro.error", str(error)[:5000])
+            run.end("FAILED")
             print(f"error: {context.spec.name}: {error}", file=sys.stderr)
             raise SystemExit(1) from error
-

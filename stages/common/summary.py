@@ -19,7 +19,7 @@ from stages.common.atomic import write_text
 from stages.common.claims import CLAIMS_FILE, ClaimsError, ClaimsFile, read_claims
 from stages.common.paths import repo_root
 from stages.common.pipeline import load_stages
-from stages.common.tracking import tracking_uri
+from stages.common.tracking import flush_runs, tracking_uri
 
 RUN_STARTED_ENV = "MEDREPRO_RUN_STARTED"  # seconds since the epoch; `make run` sets it before `dvc repro`
 
@@ -155,6 +155,7 @@ def main() -> int:
     print("\nReproduction scorecard (claims each study's smoke run tests):")
     print("\n".join(scorecard_lines(results)))
     page = write_text(root / "data" / "index.html", index_page(results, root))
+    flush_runs(root)
     log_scorecard(page, results, root)
     started = os.environ.get(RUN_STARTED_ENV)
     if started:

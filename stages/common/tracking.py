@@ -22,6 +22,8 @@ from stages.common.pipeline import StageSpec
 PARENT_RUN_ENV = "MEDREPRO_PARENT_RUN_ID"
 FLOW_RUN_ENV = "MEDREPRO_FLOW_RUN_ID"
 FLOW_RUN_TAG = "medrepro.flow_run_id"
+EXPERIMENT_TAGS = {"dvc.exp_name": "DVC_EXP_NAME", "dvc.exp_baseline_rev": "DVC_EXP_BASELINE_REV"}
+SPOOL_ENV = "MEDREPRO_MLFLOW_SPOOL"  # "off": a stage logs straight into MLflow
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,19 @@ def ensure_experiment(study: str, repo_root: Path) -> str:
         return experiment.experiment_id
 
 
+# What a run of the pipeline itself rewrites: these do not make a checkout dirty.
+PIPELINE_WRITTEN = (":(exclude)dvc.lock", ":(exclude)data")
+
+
 def git_commit(repo_root: Path) -> tuple[str, bool]:
-    """(HEAD commit or 'unknown', whether the work tree has uncommitted changes)."""
+    """(HEAD commit or 'unknown', whether tracked files other than dvc.lock and data/ have uncommitted changes)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *PIPELINE_WRITTEN],
                 cwd=repo_root, capture_output=True, text=True, check=True,
             ).stdout.strip()
         )
@@ -124,13 +130,43 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-@contextlib.contextmanager
-def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path,
-              input_hashes: Mapping[str, str] | None = None) -> Iterator[Any]:
-    """Open the MLflow run of one stage execution, tagged so runs compare side by side (and with its deps' hashes)."""
-    import mlflow
+class DirectRun:
+    """A stage run logged straight into MLflow (a tracking server, or the spool switched off)."""
 
-    experiment_id = ensure_experiment(spec.study, repo_root)
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self.ended = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def set_tag(self, key: str, value: str) -> None:
+        import mlflow
+
+        mlflow.set_tag(key, value)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def end(self, status: str = "FINISHED") -> None:
+        import mlflow
+
+        if not self.ended:
+            self.ended = True
+            mlflow.end_run(status=status)
+
+
+def stage_tags(spec: StageSpec, repo_root: Path, input_hashes: Mapping[str, str]) -> dict[str, str]:
+    """The tags that let stage runs compare side by side: study, step, stage, commit, parent, deps' hashes."""
     commit, dirty = git_commit(repo_root)
     tags = {
         "medrepro.study": spec.study,
@@ -146,10 +182,55 @@ def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path,
         tags["mlflow.parentRunId"] = parent
     if os.environ.get(FLOW_RUN_ENV):
         tags[FLOW_RUN_TAG] = os.environ[FLOW_RUN_ENV]
-    hashes = input_hashes if input_hashes is not None else stage_input_hashes(spec.deps, repo_root)
-    for dep, digest in hashes.items():
+    for tag, variable in EXPERIMENT_TAGS.items():  # set by `dvc exp run`
+        if os.environ.get(variable):
+            tags[tag] = os.environ[variable]
+    for dep, digest in input_hashes.items():
         tags[f"input.{dep}"] = digest
-    with mlflow.start_run(experiment_id=experiment_id, run_name=spec.name, tags=tags) as run:
-        flat = flatten(params)
-        mlflow.log_params({key: str(value)[:6000] for key, value in flat.items()})
+    return tags
+
+
+def spool_enabled() -> bool:
+    return os.environ.get(SPOOL_ENV, "on").lower() not in ("off", "0", "false")
+
+
+def flush_runs(repo_root: Path, timeout_seconds: float = 120.0) -> int:
+    """Move the finished stage runs still in the spool into the MLflow store (see ``stages.common.mlflow_spool``)."""
+    from stages.common.mlflow_spool import flush, spool_folder
+
+    return flush(spool_folder(tracking_uri(repo_root)), timeout_seconds)
+
+
+@contextlib.contextmanager
+def stage_run(spec: StageSpec, params: Mapping[str, Any], repo_root: Path,
+              input_hashes: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """Open the MLflow run of one stage execution, tagged so runs compare side by side (and with its deps' hashes).
+
+    With the project's SQLite store the run goes to the spool and a background process moves it
+    into MLflow (the stage never imports MLflow); otherwise it is logged directly. An exception
+    ends the run FAILED and propagates.
+    """
+    from stages.common.mlflow_spool import SpooledRun, spool_folder, start_flusher
+
+    hashes = input_hashes if input_hashes is not None else stage_input_hashes(spec.deps, repo_root)
+    tags = stage_tags(spec, repo_root, hashes)
+    uri = tracking_uri(repo_root)
+    folder = spool_folder(uri) if spool_enabled() else None
+    if folder is None:
+        import mlflow
+
+        experiment_id = ensure_experiment(spec.study, repo_root)
+        run: Any = DirectRun(mlflow.start_run(experiment_id=experiment_id, run_name=spec.name, tags=tags))
+    else:
+        run = SpooledRun(folder, uri, spec.study, f"{artifact_location(repo_root)}/{spec.study}", spec.name, tags)
+    try:
+        run.log_params(flatten(params))
         yield run
+    except BaseException:
+        run.end("FAILED")
+        raise
+    else:
+        run.end("FINISHED")
+    finally:
+        if folder is not None:
+            start_flusher(folder)

@@ -7,6 +7,8 @@ import mlflow
 import pytest
 import yaml
 
+from stages.common.tracking import flush_runs
+
 COMMON = "common: {scale: smoke, seed: 1, on_bad_input: fatal, device: cpu}\n"
 
 
@@ -42,8 +44,11 @@ def project(tmp_path, monkeypatch):
 
 
 def run_step(root, **env):
-    return subprocess.run([sys.executable, "step.py"], cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "DVC_ROOT": str(root), **env})
+    """Run the step as its own process, then move its spooled run into the store as `make run` does at its end."""
+    result = subprocess.run([sys.executable, "step.py"], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "DVC_ROOT": str(root), **env})
+    flush_runs(root)
+    return result
 
 
 def test_stage_run_is_recorded_with_tags_params_and_metrics(project):
@@ -82,3 +87,28 @@ def test_params_error_names_the_key_before_anything_runs(project):
     result = run_step(root)
     assert result.returncode == 1
     assert "toy.step.factr: Extra inputs are not permitted" in result.stderr
+
+
+def test_a_run_carries_the_dvc_experiment_that_started_it(project):
+    root, uri = project
+    assert run_step(root, DVC_EXP_NAME="wide-lr", DVC_EXP_BASELINE_REV="abc123").returncode == 0
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("toy").experiment_id])
+    assert run.data.tags["dvc.exp_name"] == "wide-lr" and run.data.tags["dvc.exp_baseline_rev"] == "abc123"
+
+
+def test_what_the_pipeline_rewrites_does_not_make_a_checkout_dirty(tmp_path):
+    from stages.common.tracking import git_commit
+
+    (tmp_path / "data").mkdir()
+    for name in ("code.py", "dvc.lock", "data/metrics.json"):
+        (tmp_path / name).write_text("v1\n")
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"]):
+        subprocess.run(command, cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "dvc.lock").write_text("v2\n")
+    (tmp_path / "data" / "metrics.json").write_text("v2\n")
+    commit, dirty = git_commit(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "code.py").write_text("v2\n")
+    assert git_commit(tmp_path)[1] is True

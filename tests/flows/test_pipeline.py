@@ -167,12 +167,14 @@ def test_per_stage_resources_from_params_reach_ray(two_runs: dict[str, Any]) -> 
 
 def test_mlflow_parent_run_per_study_and_stage_env(two_runs: dict[str, Any]) -> None:
     repo = two_runs["repo"]
-    for state in (two_runs["first"], two_runs["second"]):
-        flow_run_id, flow_run_name = _flow_run(state)
-        for study in ("aux", "toy"):
-            (parent,) = _parent_runs(two_runs["uri"], study, flow_run_id)
-            assert parent.info.run_name == f"flow-{flow_run_name}"
-            assert parent.info.status == "FINISHED"
+    flow_run_id, flow_run_name = _flow_run(two_runs["first"])
+    for study in ("aux", "toy"):
+        (parent,) = _parent_runs(two_runs["uri"], study, flow_run_id)
+        assert parent.info.run_name == f"flow-{flow_run_name}"
+        assert parent.info.status == "FINISHED"
+    # the second flow ran no stage: it leaves no empty parent runs
+    second_id, _ = _flow_run(two_runs["second"])
+    assert [_parent_runs(two_runs["uri"], study, second_id) for study in ("aux", "toy")] == [[], []]
     # the stages ran during the first flow run and were given its parent runs
     flow_run_id, _ = _flow_run(two_runs["first"])
     parents = {study: _parent_runs(two_runs["uri"], study, flow_run_id)[0].info.run_id for study in ("aux", "toy")}
