@@ -23,9 +23,11 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
-# DVC ends every repro with a `dvc push` hint; it is dropped while no remote is configured.
+# The whole params.yaml is checked first: DVC deletes a stage's outputs before the stage could
+# refuse its params. DVC ends every repro with a `dvc push` hint; it is dropped while no remote is configured.
 run: install
 	@set -o pipefail; export MEDREPRO_RUN_STARTED=$$(date +%s); remotes="$$(dvc remote list)"; \
+	python -m stages.common.check_params && \
 	dvc repro | { if [ -n "$$remotes" ]; then cat; else sed -u '/^Use `dvc push`/d'; fi; } \
 	&& python -m stages.common.summary
 

@@ -60,8 +60,14 @@ def _command_run(args: argparse.Namespace) -> int:
     from flows.locking import FlowLockedError
     from flows.run import PipelineFailedError, pipeline
     from flows.servers import prefect_api
+    from stages.common.check_params import check as check_params
+    from stages.common.check_params import print_problems
 
     root = _validated_root(args.repo, args.study)
+    problems = check_params(root)
+    if problems:  # DVC would delete the outputs of a stage before the stage finds its bad params
+        print_problems(problems)
+        return EXIT_FAILED
     with prefect_api(_log_dir(root)):
         try:
             summary = pipeline(

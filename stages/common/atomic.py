@@ -33,6 +33,37 @@ def remove_stale_temporaries(path: Path) -> None:
         _remove(stale)
 
 
+def _writer_alive(temporary: Path) -> bool:
+    """Whether the process named in ``.tmp-<name>.<pid>.<hex>`` still runs (unknown names count as alive)."""
+    try:
+        pid = int(temporary.name.rsplit(".", 2)[-2])
+    except (IndexError, ValueError):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temporaries(folders: Iterator[Path] | list[Path]) -> list[Path]:
+    """Delete the ``.tmp-*`` siblings in ``folders`` whose writer is gone; returns what was removed.
+
+    A stage calls this at its start for its study's output folders, so a temporary a killed run
+    left is gone even when DVC served the rerun of that stage from its run cache.
+    """
+    removed = []
+    for folder in folders:
+        if folder.is_dir():
+            for stale in folder.glob(f"{_TMP_MARK}*"):
+                if not _writer_alive(stale):
+                    _remove(stale)
+                    removed.append(stale)
+    return removed
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

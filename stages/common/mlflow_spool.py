@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -61,7 +62,7 @@ class SpooledRun:
         self.ended = False
         self._append({"event": "start", "uri": uri, "experiment": experiment,
                       "artifact_location": artifact_location, "run_name": run_name, "tags": dict(tags),
-                      "start_time": self.start_time, "pid": os.getpid()})
+                      "start_time": self.start_time, "pid": os.getpid(), "host": socket.gethostname()})
 
     def _append(self, event: Mapping[str, Any]) -> None:
         with open(self.path, "a") as handle:
@@ -143,7 +144,11 @@ def _process_alive(pid: int) -> bool:
 
 
 def finished(record: RunRecord) -> bool:
-    return record.status is not None or not _process_alive(int(record.start["pid"]))
+    """Ended, or written on this host by a process that is gone (another host's live runs cannot be judged)."""
+    if record.status is not None:
+        return True
+    same_host = record.start.get("host", socket.gethostname()) == socket.gethostname()
+    return same_host and not _process_alive(int(record.start["pid"]))
 
 
 def pending_records(folder: Path) -> list[Path]:
@@ -181,15 +186,17 @@ def ingest(record: RunRecord, clients: dict[str, Any]) -> str:
 
     uri = record.start["uri"]
     client = clients.setdefault(uri, MlflowClient(tracking_uri=uri))
-    marker = record.path.with_suffix(".run_id")
-    if marker.exists():
-        run_id = marker.read_text().strip()
+    marker = record.path.with_suffix(".run_id")  # "<run id>" once created, "<run id> logged" once filled
+    state = marker.read_text().split() if marker.exists() else []
+    if state:
+        run_id = state[0]
     else:
         experiment = _experiment_id(client, record.start["experiment"], record.start["artifact_location"])
         run = client.create_run(experiment, start_time=record.start["start_time"], tags=record.tags,
                                 run_name=record.start["run_name"])
         run_id = run.info.run_id
         marker.write_text(run_id)
+    if "logged" not in state:
         params = [Param(k, v) for k, v in record.params.items()]
         metrics = [Metric(k, v, ts, step) for k, v, ts, step in record.metrics]
         for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
@@ -198,6 +205,7 @@ def ingest(record: RunRecord, clients: dict[str, Any]) -> str:
             client.log_batch(run_id, metrics=metrics[i:i + MAX_METRICS_PER_BATCH])
         for path, folder in record.artifacts:
             client.log_artifact(run_id, path, artifact_path=folder)
+        marker.write_text(f"{run_id} logged")
     status = record.status or "KILLED"
     end_time = record.end_time or max([record.start["start_time"], *(m[2] for m in record.metrics)])
     if record.status is None:
@@ -232,23 +240,38 @@ def ingest_ready(folder: Path, clients: dict[str, Any]) -> int:
     return len(records)
 
 
+class SpoolFlushError(RuntimeError):
+    """The finished runs could not be moved into the MLflow store in time."""
+
+
 def flush(folder: Path | None, timeout_seconds: float = 120.0) -> int:
     """Move every finished record into the store now (or wait while the background flusher does); returns the count.
 
-    Records of stages still running stay in the spool.
+    Records of stages still running stay in the spool. A store another writer holds locked is
+    retried with backoff; past ``timeout_seconds`` one :class:`SpoolFlushError` names the spool,
+    and the records stay for the next flush.
     """
     if folder is None or not pending_records(folder):
         return 0
     deadline = time.monotonic() + timeout_seconds
+    delay, moved, last_error = 0.2, 0, None
     while True:
         with flusher_lock(folder, blocking=False) as held:
             if held:
-                return ingest_ready(folder, {})
-        if not ready_records(folder):
-            return 0
+                try:
+                    return moved + ingest_ready(folder, {})
+                except Exception as error:  # e.g. sqlite3 "database is locked" from another writer
+                    last_error = error
+        if last_error is None and not ready_records(folder):
+            return moved
         if time.monotonic() > deadline:
-            raise TimeoutError(f"MLflow spool {folder}: the background flusher did not finish within {timeout_seconds:.0f} s")
-        time.sleep(0.2)
+            reason = f": {type(last_error).__name__}: {str(last_error).splitlines()[0]}" if last_error else \
+                ": the background flusher did not finish"
+            raise SpoolFlushError(f"MLflow spool {folder}: runs not moved into the store within "
+                                  f"{timeout_seconds:.0f} s{reason}; they stay in the spool for the next flush")
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0) if last_error else 0.2
+        last_error = None
 
 
 def start_flusher(folder: Path) -> None:
@@ -278,7 +301,13 @@ def serve(folder: Path, linger_seconds: float) -> None:
                 return
             idle_since = time.monotonic()
             while time.monotonic() - idle_since < linger_seconds:
-                if ingest_ready(folder, clients):
+                try:
+                    moved = ingest_ready(folder, clients)
+                except Exception as error:  # the store is busy or broken: keep the records, retry later
+                    print(f"flusher: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+                    time.sleep(2.0)
+                    continue
+                if moved:
                     idle_since = time.monotonic()
                 else:
                     time.sleep(0.5)

@@ -63,7 +63,8 @@ def read_params_file(path: Path | None = None) -> dict[str, Any]:
 
 def _format_errors(error: ValidationError, prefix: str, source: str) -> str:
     lines = []
-    for item in error.errors():
+    # an unknown (mistyped) key first: the "Field required" of the key it meant follows from it
+    for item in sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden"):
         key = ".".join([prefix, *(str(part) for part in item["loc"])])
         got = f" (got {item['input']!r})" if item["type"] != "missing" and "input" in item else ""
         lines.append(f"{source}: {key}: {item['msg']}{got}")

@@ -22,6 +22,7 @@ Bad input or bad params end the process with exit status 1 and one clear message
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal
 
-from stages.common.atomic import atomic_directory
+from stages.common.atomic import atomic_directory, sweep_stale_temporaries
 from stages.common.badinput import BAD_INPUT_ERRORS, BadInputError, Quarantine
 from stages.common.params import CommonParams, ParamsError, ParamsModel, read_params_file, section_has_full, validate_step
 from stages.common.paths import repo_root
@@ -309,6 +310,12 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def study_output_folders(study: str, root: Path, params_document: Mapping[str, Any]) -> list[Path]:
+    """The folders the study's declared outputs lie in (where a killed writer's temporaries are)."""
+    specs = load_stages(root, params_document).values()
+    return sorted({(root / out).parent for spec in specs if spec.study == study for out in spec.outs})
+
+
 def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] | None = None) -> None:
     """The entry point of a step module: context from dvc.yaml and params.yaml, an MLflow run, the step."""
     _configure_logging()
@@ -324,12 +331,20 @@ def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] 
     except (ParamsError, PipelineError) as error:
         print(f"error: {label}: {error}", file=sys.stderr)
         raise SystemExit(1) from error
+    from stages.common.locks import stage_lock
     from stages.common.runtime import seed_everything
     from stages.common.tracking import stage_run
 
-    seed_everything(context.common.seed)
-    logged = {"common": document.get("common") or {}, study: {step_name: context.params.model_dump(mode="json")}}
-    with stage_run(context.spec, logged, root, context.input_hashes()) as run:
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(stage_lock(root, context.spec.name))
+        except PipelineError as error:
+            print(f"error: {context.spec.name}: {error}", file=sys.stderr)
+            raise SystemExit(1) from error
+        sweep_stale_temporaries(study_output_folders(context.spec.study, root, document))
+        seed_everything(context.common.seed)
+        logged = {"common": document.get("common") or {}, study: {step_name: context.params.model_dump(mode="json")}}
+        run = held.enter_context(stage_run(context.spec, logged, root, context.input_hashes()))
         context.tracker = RunTracker(run)
         try:
             metrics = step(context)

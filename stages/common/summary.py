@@ -17,6 +17,7 @@ from pathlib import Path
 
 from stages.common.atomic import write_text
 from stages.common.claims import CLAIMS_FILE, ClaimsError, ClaimsFile, read_claims
+from stages.common.mlflow_spool import SpoolFlushError
 from stages.common.paths import repo_root
 from stages.common.pipeline import load_stages
 from stages.common.tracking import flush_runs, tracking_uri
@@ -155,7 +156,11 @@ def main() -> int:
     print("\nReproduction scorecard (claims each study's smoke run tests):")
     print("\n".join(scorecard_lines(results)))
     page = write_text(root / "data" / "index.html", index_page(results, root))
-    flush_runs(root)
+    try:
+        flush_runs(root)
+    except SpoolFlushError as error:
+        print(f"error: scorecard: {error}", file=sys.stderr)
+        return 1
     log_scorecard(page, results, root)
     started = os.environ.get(RUN_STARTED_ENV)
     if started:

@@ -97,6 +97,31 @@ def test_a_flusher_that_died_after_creating_the_run_does_not_duplicate_it(store)
     flush(folder)
     (found,) = _runs(uri, "toy")
     assert found.info.run_id == created.info.run_id and found.info.status == "FINISHED"
+    assert found.data.metrics == {"dice": 0.5}  # what the first flusher had not logged yet
+
+
+def test_a_busy_store_is_retried_then_named(store, monkeypatch):
+    import stages.common.mlflow_spool as spool
+
+    uri, folder, artifacts = store
+    SpooledRun(folder, uri, "toy", f"{artifacts}/toy", "toy-busy", {}).end()
+    real_ingest, calls = spool.ingest, []
+
+    def locked_twice(record, clients):
+        calls.append(record.path)
+        if len(calls) <= 2:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return real_ingest(record, clients)
+
+    monkeypatch.setattr(spool, "ingest", locked_twice)
+    assert flush(folder, timeout_seconds=30) == 1 and len(calls) == 3
+    assert [r.info.run_name for r in _runs(uri, "toy")] == ["toy-busy"]
+
+    SpooledRun(folder, uri, "toy", f"{artifacts}/toy", "toy-stuck", {}).end()
+    monkeypatch.setattr(spool, "ingest", lambda record, clients: (_ for _ in ()).throw(RuntimeError("database is locked")))
+    with pytest.raises(spool.SpoolFlushError, match=r"MLflow spool .*spool: runs not moved .* database is locked"):
+        flush(folder, timeout_seconds=1)
+    assert len(pending_records(folder)) == 1  # kept for the next flush
 
 
 def test_a_torn_last_line_is_ignored(store):

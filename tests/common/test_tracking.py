@@ -112,3 +112,44 @@ def test_what_the_pipeline_rewrites_does_not_make_a_checkout_dirty(tmp_path):
     assert len(commit) == 40 and dirty is False
     (tmp_path / "code.py").write_text("v2\n")
     assert git_commit(tmp_path)[1] is True
+
+
+def test_a_second_writer_of_the_same_stage_is_refused_by_name(project):
+    from stages.common.locks import lock_path
+
+    root, _ = project
+    path = lock_path(root, "toy-step")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, sys, time
+        handle = open({str(path)!r}, "a+"); fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0); handle.truncate(); handle.write("4242"); handle.flush()
+        print("held", flush=True); time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_step(root)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "error: toy-step: stage toy-step is already running (pid 4242" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_step(root).returncode == 0  # the lock went with its holder
+
+
+def test_temporaries_of_killed_writers_go_at_the_next_stage_start_and_live_ones_stay(tmp_path):
+    from stages.common.atomic import sweep_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = tmp_path / "data" / "toy" / "metrics"
+    folder.mkdir(parents=True)
+    stale = folder / f".tmp-evaluate.json.{int(dead.stdout)}.0123abcd"
+    stale.write_text("half")
+    staged = folder / f".tmp-models.{int(dead.stdout)}.89abcdef"
+    (staged / "inner").mkdir(parents=True)
+    live = folder / f".tmp-train.json.{os.getpid()}.00000000"
+    live.write_text("being written")
+    kept = folder / "evaluate.json"
+    kept.write_text("{}")
+    assert sorted(sweep_stale_temporaries([folder, tmp_path / "absent"])) == sorted([stale, staged])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, kept.name])

@@ -118,3 +118,21 @@ def test_not_a_dvc_repository(tmp_path: Path) -> None:
     completed = _cli("graph", "--repo", str(tmp_path))
     assert completed.returncode == 2
     assert completed.stderr.strip() == f"error: {tmp_path}: not a DVC repository (no .dvc directory)"
+
+
+def test_bad_stage_params_stop_the_flow_before_any_server_or_stage_starts(tmp_path: Path) -> None:
+    from stages.common.paths import repo_root
+
+    project = repo_root()
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "dvc.yaml").write_text((project / "dvc.yaml").read_text())
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["nova"]["evaluate"]["bootstrap_resampels"] = params["nova"]["evaluate"].pop("bootstrap_resamples")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    completed = _cli("run", "--repo", str(tmp_path))
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    lines = completed.stderr.strip().splitlines()
+    assert lines[0] == "error: params.yaml and dvc.yaml: 1 problem(s); nothing was run:"
+    assert lines[1].startswith("  - params.yaml: nova.evaluate.bootstrap_resampels: Extra inputs are not permitted")
+    assert "Starting Prefect server" not in completed.stderr and not (tmp_path / "data").exists()
