@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -146,11 +147,18 @@ def _command_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m flows`; returns the exit code."""
     from dvc.exceptions import DvcException
 
     args = _parser().parse_args(argv)
+    # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C, so the servers this process
+    # started in their own process groups are stopped instead of left running
+    signal.signal(signal.SIGTERM, _interrupt)
     commands = {"run": _command_run, "serve": _command_serve, "ui": _command_ui, "graph": _command_graph}
     try:
         return commands[args.command](args)

@@ -136,3 +136,27 @@ def test_bad_stage_params_stop_the_flow_before_any_server_or_stage_starts(tmp_pa
     assert lines[0] == "error: params.yaml and dvc.yaml: 1 problem(s); nothing was run:"
     assert lines[1].startswith("  - params.yaml: nova.evaluate.bootstrap_resampels: Extra inputs are not permitted")
     assert "Starting Prefect server" not in completed.stderr and not (tmp_path / "data").exists()
+
+
+def test_ui_stops_its_servers_on_sigterm(toy_repo_factory) -> None:
+    import psutil
+
+    from flows.servers import free_port
+
+    repo = toy_repo_factory()
+    ui = subprocess.Popen([sys.executable, "-m", "flows", "ui", "--repo", str(repo), "--prefect-port", str(free_port()),
+                           "--mlflow-port", str(free_port())], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 400
+        for line in ui.stdout:
+            if line.startswith("Press Ctrl-C") or time.monotonic() > deadline:
+                break
+        servers = psutil.Process(ui.pid).children(recursive=True)
+        assert len(servers) >= 2, ui.stderr.read() if ui.poll() is not None else "servers missing"
+        ui.send_signal(signal.SIGTERM)
+        assert ui.wait(timeout=120) == 0
+        gone, alive = psutil.wait_procs(servers, timeout=60)
+        assert alive == [], f"left running after the signal: {[p.cmdline()[:4] for p in alive]}"
+    finally:
+        if ui.poll() is None:
+            ui.kill()
