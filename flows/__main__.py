@@ -99,7 +99,7 @@ def _command_serve(args: argparse.Namespace) -> int:
 
 
 def _command_ui(args: argparse.Namespace) -> int:
-    from flows.servers import free_port, start_mlflow_ui, start_prefect_server
+    from flows.servers import UI_SERVERS_FILE, free_port, start_mlflow_ui, start_prefect_server, write_ui_servers
     from stages.common.tracking import artifact_location, flush_runs, tracking_uri
 
     root = args.repo.resolve()
@@ -113,6 +113,7 @@ def _command_ui(args: argparse.Namespace) -> int:
         servers.append(start_prefect_server(_log_dir(root), host=args.host, port=prefect_port))
         mlflow_port = args.mlflow_port if _port_free(args.host, args.mlflow_port) else free_port(args.host)
         servers.append(start_mlflow_ui(uri, artifact_location(root), _log_dir(root), host=args.host, port=mlflow_port))
+        write_ui_servers(_log_dir(root), f"{servers[0].url}/api", servers[1].url)
         print(f"Prefect UI: {servers[0].url}")
         print(f"MLflow UI:  {servers[1].url}  (tracking URI {uri})")
         print("Press Ctrl-C to stop both.", flush=True)
@@ -124,6 +125,7 @@ def _command_ui(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        (_log_dir(root) / UI_SERVERS_FILE).unlink(missing_ok=True)
         for server in reversed(servers):
             server.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -169,21 +170,58 @@ def drain_prefect_queues(timeout: float = 30.0) -> None:
         service.drain_all(timeout=timeout)
 
 
+UI_SERVERS_FILE = "ui-servers.json"
+
+
+def write_ui_servers(log_dir: Path, prefect_api_url: str, mlflow_url: str) -> Path:
+    """Record the servers `python -m flows ui` runs, so every entry point of this project finds them."""
+    path = Path(log_dir) / UI_SERVERS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"prefect_api_url": prefect_api_url, "mlflow_url": mlflow_url, "pid": os.getpid()}))
+    return path
+
+
+def running_ui_prefect_api(log_dir: Path) -> str | None:
+    """The Prefect API of this project's running `make ui`, if its process lives and the server answers."""
+    path = Path(log_dir) / UI_SERVERS_FILE
+    try:
+        recorded = json.loads(path.read_text())
+        os.kill(int(recorded["pid"]), 0)
+        with urllib.request.urlopen(f"{recorded['prefect_api_url']}/health", timeout=5) as response:
+            if response.status == 200:
+                return str(recorded["prefect_api_url"])
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return None
+    return None
+
+
 @contextmanager
 def prefect_api(log_dir: Path, progress: bool = True) -> Iterator[str]:
-    """Yield a Prefect API URL every process (Ray workers included) can reach.
+    """Yield a Prefect API URL every process (Ray workers included) can reach, and say which one it is.
 
-    Uses PREFECT_API_URL when it is set; otherwise starts a local server for the duration and
-    points this process's Prefect settings (and environment, for child processes) at it.
+    In order: ``PREFECT_API_URL`` when set; the server of this project's running `make ui`
+    (recorded in ``<log_dir>/ui-servers.json``); otherwise a temporary local server for the
+    duration. This process's Prefect settings and environment (for child processes) point at it.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     configured = PREFECT_API_URL.value()
     if configured:
+        if progress:
+            print(f"Prefect server: {configured} (PREFECT_API_URL)", file=sys.stderr, flush=True)
         yield configured
         return
-    server = start_prefect_server(log_dir, progress=progress)
-    api_url = f"{server.url}/api"
+    server = None
+    api_url = running_ui_prefect_api(log_dir)
+    if api_url is not None:
+        if progress:
+            print(f"Prefect server: {api_url} (this project's `make ui`)", file=sys.stderr, flush=True)
+    else:
+        server = start_prefect_server(log_dir, progress=progress)
+        api_url = f"{server.url}/api"
+        if progress:
+            print(f"Prefect server: {api_url} (temporary, stops at the end; `make ui` keeps one running)",
+                  file=sys.stderr, flush=True)
     previous = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = api_url
     try:
@@ -194,5 +232,6 @@ def prefect_api(log_dir: Path, progress: bool = True) -> Iterator[str]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
-        drain_prefect_queues()
-        server.stop()
+        if server is not None:
+            drain_prefect_queues()
+            server.stop()

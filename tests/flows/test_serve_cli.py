@@ -141,7 +141,7 @@ def test_bad_stage_params_stop_the_flow_before_any_server_or_stage_starts(tmp_pa
 def test_ui_stops_its_servers_on_sigterm(toy_repo_factory) -> None:
     import psutil
 
-    from flows.servers import free_port
+    from flows.servers import free_port, running_ui_prefect_api
 
     repo = toy_repo_factory()
     ui = subprocess.Popen([sys.executable, "-m", "flows", "ui", "--repo", str(repo), "--prefect-port", str(free_port()),
@@ -153,10 +153,44 @@ def test_ui_stops_its_servers_on_sigterm(toy_repo_factory) -> None:
                 break
         servers = psutil.Process(ui.pid).children(recursive=True)
         assert len(servers) >= 2, ui.stderr.read() if ui.poll() is not None else "servers missing"
+        log_dir = repo / ".dvc" / "tmp" / "medrepro-logs"
+        api_url = running_ui_prefect_api(log_dir)  # what `flows run` and `flows serve` will use
+        assert api_url is not None and api_url.startswith("http://127.0.0.1:") and api_url.endswith("/api")
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=120) == 0
+        assert running_ui_prefect_api(log_dir) is None
         gone, alive = psutil.wait_procs(servers, timeout=60)
         assert alive == [], f"left running after the signal: {[p.cmdline()[:4] for p in alive]}"
     finally:
         if ui.poll() is None:
             ui.kill()
+
+
+def test_run_and_serve_use_the_running_ui_server_and_say_so(tmp_path: Path, monkeypatch, capsys) -> None:
+    import http.server
+    import threading
+
+    from flows.servers import prefect_api, write_ui_servers
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api_url = f"http://127.0.0.1:{server.server_port}/api"
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    write_ui_servers(tmp_path, api_url, "http://127.0.0.1:5000")
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:  # no API URL configured, as for a user outside the test suite's own server
+        with temporary_settings(restore_defaults={PREFECT_API_URL}), prefect_api(tmp_path) as used:
+            assert used == api_url and os.environ["PREFECT_API_URL"] == api_url
+    finally:
+        server.shutdown()
+    assert "PREFECT_API_URL" not in os.environ
+    assert f"Prefect server: {api_url} (this project's `make ui`)" in capsys.readouterr().err
