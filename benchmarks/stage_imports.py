@@ -7,8 +7,8 @@ stage module named by a ``cmd`` in ``dvc.yaml``, this measures the median wall t
 which of the heavy packages below ended up in ``sys.modules``, which adds microseconds), next to
 ``python -c pass`` and ``import stages.common.stage`` for reference.
 
-    python benchmarks/stage_imports.py [--repeats 3] [--study cmr_recon] [--save now.json]
-        [--before then.json] [--write-results]
+    python benchmarks/stage_imports.py [--repeats 3] [--study cmr_recon] [--baseline-tree /tmp/base]
+        [--save timings.json] [--write-results]
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "RESULTS.md"
 HEAVY_PACKAGES = ("torch", "monai", "great_expectations", "matplotlib", "transformers", "sklearn", "scipy",
                   "pandas", "mlflow", "sigpy", "trimesh", "torch_geometric", "wfdb", "pydicom")
+Timings = dict[str, tuple[float, list[str]]]
 REFERENCES = {"(python -c pass)": "pass", "(stages.common.stage)": "import stages.common.stage"}
 
 
@@ -46,31 +47,38 @@ def heavy_imports_code(statement: str) -> str:
     return f"{statement}\n{probe}"
 
 
-def measure(statement: str, repeats: int) -> tuple[float, list[str]]:
-    """Median seconds of a fresh interpreter running ``statement``, and the heavy packages it loaded."""
-    seconds, loaded = [], []
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+def _run_once(statement: str, root: Path) -> tuple[float, list[str]]:
+    started = time.perf_counter()
+    completed = subprocess.run([sys.executable, "-c", heavy_imports_code(statement)], cwd=root,
+                               env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{statement!r} in {root} failed:\n{completed.stderr}")
+    return seconds, json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def measure(statement: str, repeats: int, roots: list[Path]) -> list[tuple[float, list[str]]]:
+    """For each project root, the median seconds of a fresh interpreter running ``statement`` there
+    and the heavy packages it loaded; the roots take turns, so a change of load hits them alike."""
+    runs: list[list[tuple[float, list[str]]]] = [[] for _ in roots]
     for _ in range(repeats):
-        started = time.perf_counter()
-        completed = subprocess.run([sys.executable, "-c", heavy_imports_code(statement)], cwd=REPO_ROOT,
-                                   env=env, capture_output=True, text=True)
-        seconds.append(time.perf_counter() - started)
-        if completed.returncode != 0:
-            raise RuntimeError(f"{statement!r} failed:\n{completed.stderr}")
-        loaded = json.loads(completed.stdout.strip().splitlines()[-1])
-    return statistics.median(seconds), loaded
+        for index, root in enumerate(roots):
+            runs[index].append(_run_once(statement, root))
+    return [(statistics.median(seconds for seconds, _ in root_runs), root_runs[-1][1]) for root_runs in runs]
 
 
-def measure_all(repeats: int, study: str | None = None) -> dict[str, tuple[float, list[str]]]:
-    timings = {name: measure(statement, repeats) for name, statement in REFERENCES.items()}
-    for module in stage_modules():
-        if study is None or module.split(".")[1] == study:
-            timings[module] = measure(f"import {module}", repeats)
-            print(f"{module}: {timings[module][0]:.2f} s", file=sys.stderr, flush=True)
-    return timings
+def measure_all(repeats: int, study: str | None = None, baseline: Path | None = None) -> tuple[Timings, Timings | None]:
+    """This checkout's timings, and with ``baseline`` (another checkout of the project) its timings too."""
+    roots = [REPO_ROOT] if baseline is None else [REPO_ROOT, baseline]
+    results: list[Timings] = [{} for _ in roots]
+    statements = dict(REFERENCES)
+    statements.update({m: f"import {m}" for m in stage_modules() if study is None or m.split(".")[1] == study})
+    for name, statement in statements.items():
+        for index, measured in enumerate(measure(statement, repeats, roots)):
+            results[index][name] = measured
+        print(f"{name}: " + " / ".join(f"{r[name][0]:.2f} s" for r in results), file=sys.stderr, flush=True)
+    return results[0], (results[1] if baseline is not None else None)
 
-
-Timings = dict[str, tuple[float, list[str]]]
 
 
 def stage_total(timings: Timings) -> float:
@@ -78,7 +86,7 @@ def stage_total(timings: Timings) -> float:
 
 
 def table(timings: Timings, before: Timings | None = None) -> str:
-    """One row a module; with ``before`` (an earlier run's ``--save`` file) its numbers side by side."""
+    """One row a module; with ``before`` (the baseline checkout's timings) both side by side."""
     if before is None:
         rows = [f"| {name} | {seconds:.2f} | {', '.join(loaded) or '-'} |" for name, (seconds, loaded) in timings.items()]
         return "\n".join(["| module | import s (median) | heavy packages loaded |", "|---|---|---|", *rows,
@@ -98,23 +106,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--study", help="only this study's stage modules")
     parser.add_argument("--label", default="", help="a word for the RESULTS.md heading, e.g. 'before'")
-    parser.add_argument("--save", type=Path, help="write the timings as JSON here")
-    parser.add_argument("--before", type=Path, help="an earlier --save file to compare against")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout of the project (e.g. `git worktree add /tmp/base <commit>`), measured "
+                             "in turn with this one and shown as 'before'")
+    parser.add_argument("--save", type=Path, help="write the timings (and the baseline's) as JSON here")
     parser.add_argument("--write-results", action="store_true", help="append the table to benchmarks/RESULTS.md")
     arguments = parser.parse_args()
-    timings = measure_all(arguments.repeats, arguments.study)
+    timings, before = measure_all(arguments.repeats, arguments.study, arguments.baseline_tree)
     if arguments.save:
-        arguments.save.write_text(json.dumps(timings, indent=1) + "\n")
-    before = {name: (seconds, loaded) for name, (seconds, loaded) in json.loads(arguments.before.read_text()).items()} \
-        if arguments.before else None
+        arguments.save.write_text(json.dumps({"after": timings, "before": before}, indent=1) + "\n")
     rendered = table(timings, before)
     print(rendered)
     if arguments.write_results:
         load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
         label = f" ({arguments.label})" if arguments.label else ""
         with RESULTS.open("a") as handle:
+            baseline = " --baseline-tree <checkout>" if arguments.baseline_tree else ""
             handle.write(f"\n## Stage module imports{label}\n\n"
-                         f"- command: `python benchmarks/stage_imports.py --repeats {arguments.repeats} --write-results`\n"
+                         f"- command: `python benchmarks/stage_imports.py --repeats {arguments.repeats}{baseline} --write-results`\n"
                          f"- {os.cpu_count()} CPUs shared with other jobs, load average at the end {load}\n\n"
                          f"{rendered}\n")
 
