@@ -17,7 +17,7 @@ import torch
 
 from stages.cmr_recon.classical import zero_filled
 from stages.cmr_recon.masks import make_mask
-from stages.cmr_recon.transforms import ifft2c_torch, rss_torch
+from stages.cmr_recon.model import ifft2c_torch, rss_torch
 
 SIZES = ((64, 64), (128, 128), (200, 200), (200, 400))  # (ny, nx)
 

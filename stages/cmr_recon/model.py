@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from stages.cmr_recon.transforms import fft2c_torch, ifft2c_torch, rss_torch
+from stages.cmr_recon.transforms import AXES
 
 _NORM_EPS = 1e-12
 
@@ -33,6 +33,18 @@ _NORM_EPS = 1e-12
 # --------------------------------------------------------------------------------------------------------------------
 # Pure tensor helpers
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def fft2c_torch(image: torch.Tensor) -> torch.Tensor:
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(image, dim=AXES), norm="ortho"), dim=AXES)
+
+
+def ifft2c_torch(kspace: torch.Tensor) -> torch.Tensor:
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(kspace, dim=AXES), norm="ortho"), dim=AXES)
+
+
+def rss_torch(coil_images: torch.Tensor, coil_dim: int) -> torch.Tensor:
+    return torch.sqrt(torch.sum(coil_images.abs() ** 2, dim=coil_dim))
 
 
 def complex_to_channels(image: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import sigpy.mri as mr
 from scipy.ndimage import gaussian_filter
 
 from stages.cmr_recon.transforms import fft2c
@@ -346,6 +345,8 @@ def coil_maps(nc: int, ny: int, nx: int, relative_radius: float = 1.5) -> np.nda
         raise PhantomError(f"coil_maps needs positive nc, ny, nx, got {(nc, ny, nx)}")
     if relative_radius <= 1:
         raise PhantomError(f"relative_radius={relative_radius} must exceed 1 (coils outside the field of view)")
+    import sigpy.mri as mr  # about 3 s (numba, torch): only the synthetic default needs it
+
     return mr.birdcage_maps((nc, ny, nx), r=relative_radius, nzz=nc).astype(np.complex64)
 
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+# scipy.stats (about 1 s to import) is imported inside the two functions that use its t
+# distribution, so stages that only bootstrap do not pay for it.
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -158,6 +160,8 @@ def welch_t_test(a: Sequence[float], b: Sequence[float],
         if alternative != "two-sided" and difference != 0:
             p_value = 0.0 if (difference < 0) == (alternative == "less") else 1.0
         return WelchTest(statistic, nan, p_value, len(a_values), len(b_values), dropped_a + dropped_b)
+    from scipy import stats as scipy_stats
+
     statistic = difference / standard_error
     if alternative == "two-sided":
         p_value = 2.0 * scipy_stats.t.sf(abs(statistic), df)
@@ -187,6 +191,8 @@ def mean_gap(reference: Sequence[float], other: Sequence[float], confidence: flo
     if len(reference_values) < 2 or len(other_values) < 2:
         low = high = nan
     else:
+        from scipy import stats as scipy_stats
+
         _, standard_error, df = _welch_parts(other_values, reference_values)
         half = 0.0 if standard_error == 0 else float(scipy_stats.t.ppf((1.0 + confidence) / 2.0, df)) * standard_error
         low, high = difference - half, difference + half

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import trimesh
 
 from stages.common.badinput import BadInputError
 from stages.common.io import FormatError
@@ -91,7 +90,11 @@ class Topology:
         return mapping[self.faces[keep]]
 
 
+# trimesh (about 1 s to import) is imported in the two functions below, which only ingest calls;
+# train, evaluate and report read the cohort through this module without it.
 def topology_of(sequence: MeshSequence) -> Topology:
+    import trimesh
+
     labels = trimesh.graph.connected_component_labels(sequence.edges, node_count=sequence.vertices.shape[1])
     _, first = np.unique(labels, return_index=True)
     renumber = np.empty(labels.max() + 1, dtype=np.int64)
@@ -110,4 +113,6 @@ def same_topology(subject: str, location: Path, sequence: MeshSequence, referenc
 
 
 def is_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    import trimesh
+
     return bool(trimesh.Trimesh(vertices, faces, process=False).is_watertight)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 
 def _directed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -10,6 +9,8 @@ def _directed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != 3 or b.shape[1] != 3 or not len(a) or not len(b):
         raise ValueError(f"point sets must be non-empty (N, 3) and (M, 3), got {a.shape} and {b.shape}")
+    from scipy.spatial import cKDTree  # here: ingest and report use only the volumes below
+
     return cKDTree(b).query(a, k=1)[0]
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import trimesh
 
 from stages.heart_mesh.formats import MeshSequence, edges_from_faces
 
@@ -39,6 +38,8 @@ class Template:
 
 
 def make_template(subdivisions: int) -> Template:
+    import trimesh  # here, not at the top: evaluate reads PHENOTYPES and expected_lv from this module
+
     sphere = trimesh.creation.icosphere(subdivisions=subdivisions, radius=1.0)
     unit, faces = np.asarray(sphere.vertices, dtype=np.float64), np.asarray(sphere.faces, dtype=np.int64)
     n = len(unit)
