@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from stages.common.runtime import import_monai
 from stages.ct_fairness.organs import NUM_CLASSES
 
 
@@ -18,6 +19,7 @@ class NetworkConfig:
     dropout: float = 0.0
 
     def build(self) -> torch.nn.Module:
+        import_monai()
         from monai.networks.nets import UNet
 
         if len(self.strides) != len(self.channels) - 1:
@@ -46,6 +48,7 @@ def load_network(path, device: torch.device) -> tuple[torch.nn.Module, NetworkCo
 def predict_labels(network: torch.nn.Module, image: torch.Tensor, patch: tuple[int, int, int], overlap: float,
                    sw_batch_size: int) -> torch.Tensor:
     """Organ-table label map ``(X, Y, Z)`` of one ``(1, X, Y, Z)`` image by sliding-window inference."""
+    import_monai()
     from monai.inferers import sliding_window_inference
 
     logits = sliding_window_inference(image[None], roi_size=patch, sw_batch_size=sw_batch_size, predictor=network,

@@ -28,7 +28,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.io import read_table, write_table
 from stages.common.params import StrictModel
-from stages.common.runtime import configure_torch, progress
+from stages.common.runtime import configure_torch, import_monai, progress
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.ct_fairness.folds import load_splits
 from stages.ct_fairness.model import NetworkConfig
@@ -141,6 +141,7 @@ def train_one(job: TrainJob, params: TrainParams, device_name: str) -> dict:
     Threads come from params here too: a Ray task runs in its own process, where torch would
     otherwise take them from OMP_NUM_THREADS (which Ray sets per task).
     """
+    import_monai()
     from monai.data import CacheDataset, DataLoader
     from monai.losses import DiceCELoss
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stages.common.runtime import import_monai
+
 KEYS = ("image", "label")
 BODY_THRESHOLD = 0.05  # windowed intensity above which a voxel is body, not air
 
@@ -18,6 +20,7 @@ def is_body(image: torch.Tensor) -> torch.Tensor:
 
 def preprocessing_chain(window_hu: tuple[float, float], spacing_mm: Sequence[float], shape: Sequence[int]):
     """CT window to [0, 1], resample to ``spacing_mm`` (linear image, nearest label), crop to the body, pad/crop to ``shape``."""
+    import_monai()
     from monai.transforms import Compose, CropForegroundd, EnsureTyped, ResizeWithPadOrCropd, ScaleIntensityRanged, Spacingd
 
     return Compose([
@@ -31,6 +34,7 @@ def preprocessing_chain(window_hu: tuple[float, float], spacing_mm: Sequence[flo
 
 def preprocess_case(image_hu: np.ndarray, label: np.ndarray, spacing: Sequence[float], chain) -> tuple[np.ndarray, np.ndarray]:
     """Run the preprocessing chain on one RAS case -> ``(1, *shape)`` float32 image and uint8 label."""
+    import_monai()
     from monai.data import MetaTensor
 
     affine = torch.diag(torch.tensor([*map(float, spacing), 1.0], dtype=torch.float64))
@@ -55,6 +59,7 @@ def training_chain(patch: Sequence[int], samples_per_volume: int, positive_fract
 
     Left-right flips are the caller's choice to avoid: they swap the right and left kidney.
     """
+    import_monai()
     from monai.transforms import (
         Compose,
         DeleteItemsd,

@@ -14,8 +14,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
-from monai.losses import DiceLoss
+
+from stages.common.runtime import import_monai
+
+import_monai()
+from monai.inferers import sliding_window_inference  # noqa: E402
+from monai.losses import DiceLoss  # noqa: E402
 
 OUTPUTS = ("all_t1", "all_t2", "new", "vanishing")
 IN_CHANNELS = 4

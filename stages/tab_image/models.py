@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from stages.common.runtime import import_monai
+
 NEG_INF = -1e9
 
 
@@ -163,6 +165,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: NetworkConfig) -> None:
         super().__init__()
         if config.image_encoder == "resnet50":
+            import_monai()
             from monai.networks.nets import ResNet
 
             net = ResNet("bottleneck", [3, 4, 6, 3], [64, 128, 256, 512], spatial_dims=2, n_input_channels=config.image_channels,

@@ -43,3 +43,22 @@ def test_torch_imported_before_seeding_is_seeded_at_once_and_not_reseeded() -> N
         print(bool(torch.equal(torch.cat([first, second]), reference)))
     """)
     assert out == "True"
+
+
+def test_monai_imports_without_its_unused_extras_and_they_stay_importable():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from stages.common.runtime import import_monai\n"
+        "import_monai()\n"
+        "from monai.networks.nets import UNet\n"
+        "assert 'monai' in sys.modules and UNet is not None\n"
+        "print(sorted(m for m in ('transformers', 'mlflow') if m in sys.modules))\n"
+        "import mlflow.entities\n"  # importable again once MONAI is in
+        "print(mlflow.entities.Metric('k', 1.0, 0, 0).key)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["[]", "k"]
