@@ -79,8 +79,11 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
     base = predictions[predictions["model"] == "base"].set_index("id")
     after = predictions[(predictions["model"] == "mixed") & (predictions["seed"] == predictions["seed"].min())].set_index("id")
     ids = sorted(set(base.index) & set(after.index))[: ctx.params.examples]
-    page.table([{"id": i, "answer": base.loc[i, "answer"], "base": base.loc[i, "completion"], "after RL": after.loc[i, "completion"]}
-                for i in ids])
+    if ids:
+        page.table([{"id": i, "answer": base.loc[i, "answer"], "base": base.loc[i, "completion"],
+                     "after RL": after.loc[i, "completion"]} for i in ids])
+    else:
+        page.paragraph("No examples: the mixed variant was not trained at this scale, or report.examples is 0.", note=True)
     page.heading("Published (real data, 8B models; context, not reproduced here)")
     page.table(PUBLISHED, float_format="{:.1f}")
     ctx.publish_report(page)
