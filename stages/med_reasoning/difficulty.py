@@ -29,6 +29,7 @@ class DifficultyParams(StrictModel):
     max_new_tokens: int = Field(ge=1)
     prompt_style: str = Field(pattern="^(letter|boxed)$")
     batch_size: int = Field(ge=1)
+    precision: str = Field(pattern="^(auto|bf16|fp32)$")   # ours: bf16 autocast where native (model.use_bf16)
     num_threads: int = Field(ge=1)
 
 
@@ -55,20 +56,21 @@ def difficulty_bins(ids: list[str], rates: np.ndarray) -> list[str]:
 
 def difficulty(ctx: StageContext[DifficultyParams]) -> Metrics:
     p = ctx.params
-    ctx.torch_device(p.num_threads)
+    device = ctx.torch_device(p.num_threads)
     manifest = read_table(ctx.dep("interim/ingest/manifest.csv"), keep_default_na=False)
     train = manifest[manifest["split"] == "train"].reset_index(drop=True)
     questions = manifest_questions(train)
-    model, tokenizer = lm.load_folder(ctx.dep("models/base"))
+    model, tokenizer = lm.load_folder(ctx.dep("models/base"), device)
     prompts = [lm.chat_prompt(tokenizer, format_prompt(q, p.prompt_style)) for q in questions]
-    completions = lm.generate(model, tokenizer, prompts, p.max_new_tokens, p.samples, p.temperature, p.batch_size)
+    completions = lm.generate(model, tokenizer, prompts, p.max_new_tokens, p.samples, p.temperature, p.batch_size,
+                              lm.use_bf16(p.precision, device.type))
     right, parsed = pass_rates(completions, questions)
     bins = difficulty_bins([q.id for q in questions], right)
     table = pd.DataFrame({"id": [q.id for q in questions], "subset": train["subset"], "pass_rate": right,
                           "parse_rate": parsed, "bin": bins})
     write_table(ctx.out("interim/difficulty/difficulty.csv"), table)
     median = float(np.median(right))
-    summary = {"questions": len(table), "samples": p.samples, "mean_pass_rate": float(right.mean()),
+    summary = {"questions": len(table), "samples": p.samples, "bf16": lm.use_bf16(p.precision, device.type), "mean_pass_rate": float(right.mean()),
                "mean_parse_rate": float(parsed.mean()), "median_pass_rate": median,
                "tied_at_median": float(np.mean(right == median)),
                "pass_rate_by_bin": table.groupby("bin")["pass_rate"].mean().to_dict()}

@@ -32,14 +32,16 @@ class EvaluateParams(StrictModel):
     bootstrap_resamples: int = Field(ge=100)
     confidence: float = Field(gt=0.5, lt=1)
     batch_size: int = Field(ge=1)
+    precision: str = Field(pattern="^(auto|bf16|fp32)$")   # ours: bf16 autocast where native (model.use_bf16)
     num_threads: int = Field(ge=1)
 
 
-def predict(folder, questions, p: EvaluateParams) -> list[tuple[str | None, str]]:
+def predict(folder, questions, p: EvaluateParams, device) -> list[tuple[str | None, str]]:
     """(chosen letter, completion) per question, greedy."""
-    model, tokenizer = lm.load_folder(folder)
+    model, tokenizer = lm.load_folder(folder, device)
     prompts = [lm.chat_prompt(tokenizer, format_prompt(q, p.prompt_style)) for q in questions]
-    texts = [t[0] for t in lm.generate(model, tokenizer, prompts, p.max_new_tokens, 1, None, p.batch_size)]
+    texts = [t[0] for t in lm.generate(model, tokenizer, prompts, p.max_new_tokens, 1, None, p.batch_size,
+                                             lm.use_bf16(p.precision, device.type))]
     return [(extract_choice(text, q.letters), text) for text, q in zip(texts, questions)]
 
 
@@ -80,7 +82,7 @@ def late_effective_query_ratio(log: pd.DataFrame) -> float:
 
 def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     p = ctx.params
-    ctx.torch_device(p.num_threads)
+    device = ctx.torch_device(p.num_threads)
     manifest = read_table(ctx.dep("interim/ingest/manifest.csv"), keep_default_na=False)
     held_out = manifest[manifest["split"] != "train"].sort_values(["set", "id"]).reset_index(drop=True)
     questions = manifest_questions(held_out)
@@ -89,7 +91,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
         for variant in VARIANTS for folder in sorted(ctx.dep(f"models/rl/{variant}").glob("seed*"))]
     rows = []
     for name, seed, folder in models:
-        for q, row, (chosen, text) in zip(questions, held_out.itertuples(), predict(folder, questions, p)):
+        for q, row, (chosen, text) in zip(questions, held_out.itertuples(), predict(folder, questions, p, device)):
             rows.append({"model": name, "seed": seed, "set": row.set, "id": q.id, "answer": q.answer, "chosen": chosen or "",
                          "correct": chosen == q.answer, "parsed": chosen is not None, "completion": text})
     predictions = pd.DataFrame(rows)
@@ -104,33 +106,60 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     def accuracy(model: str, group: str) -> float:
         return float(table[(table["model"] == model) & (table["group"] == group)]["accuracy"].iloc[0])
 
-    claims, summary = [], {"accuracy": {f"{r.model}.{r.group}": r.accuracy for r in table.itertuples()}}
-    for group, source in (("in_domain", "Table 1 (MedQA, MedMCQA, PubMedQA)"), ("out_of_domain", "Table 1 (MMLU-ProM, GPQA-M, MedXpert)")):
-        difference, interval = paired_difference(predictions, MAIN_VARIANT, group, p.bootstrap_resamples, p.confidence, ctx.common.seed)
-        claims.append(Claim(
-            id=f"rl_beats_base_{group}", claim=f"Rule-based RL alone, with no SFT, lifts {group.replace('_', '-')} accuracy above the base instruct model.",
-            source=source, measured={"base": accuracy(BASE, group), "rl_mixed": accuracy(MAIN_VARIANT, group), "rl_minus_base": difference,
-                                     "ci_excludes_zero": str(interval[0] > 0)},
-            intervals={"rl_minus_base": interval}, comparison="mean RL (mixed, over seeds) accuracy minus base accuracy > 0",
-            holds=difference > 0))
-        summary[f"rl_minus_base.{group}"] = difference
     logs = {v: read_table(ctx.dep(f"metrics/train_{v}.csv")) for v in VARIANTS}
-    short_late, long_late = late_effective_query_ratio(logs["short"]), late_effective_query_ratio(logs["long"])
-    claims.append(Claim(
-        id="short_questions_saturate_early", claim="Training on short questions saturates early: its ratio of effective queries falls below that of long, informative questions.",
+    trained = sorted(v for v, log in logs.items() if len(log))
+    claims, summary = [], {"accuracy": {f"{r.model}.{r.group}": r.accuracy for r in table.itertuples()}, "trained_variants": trained}
+
+    def claim(needs: tuple[str, ...], measure, **fields) -> Claim:
+        """The claim measured when every variant it compares was trained, else reported as not tested (holds false)."""
+        missing = [v for v in needs if v not in trained]
+        if missing:
+            reason = f"variants {missing} not trained at {ctx.common.scale} scale (trained: {trained})"
+            return Claim(**fields, measured={"tested": "no", "reason": reason}, holds=False)
+        return Claim(**fields, **measure())
+
+    for group, source in (("in_domain", "Table 1 (MedQA, MedMCQA, PubMedQA)"),
+                          ("out_of_domain", "Table 1 (MMLU-ProM, GPQA-M, MedXpert)")):
+        def beats_base(group=group):
+            difference, interval = paired_difference(predictions, MAIN_VARIANT, group, p.bootstrap_resamples, p.confidence,
+                                                     ctx.common.seed)
+            summary[f"rl_minus_base.{group}"] = difference
+            return {"measured": {"base": accuracy(BASE, group), "rl_mixed": accuracy(MAIN_VARIANT, group),
+                                 "rl_minus_base": difference, "ci_excludes_zero": str(interval[0] > 0)},
+                    "intervals": {"rl_minus_base": interval}, "holds": difference > 0}
+        claims.append(claim(
+            (MAIN_VARIANT,), beats_base, id=f"rl_beats_base_{group}", source=source,
+            claim=f"Rule-based RL alone, with no SFT, lifts {group.replace('_', '-')} accuracy above the base instruct model.",
+            comparison="mean RL (mixed, over seeds) accuracy minus base accuracy > 0"))
+
+    def saturates():
+        short_late, long_late = late_effective_query_ratio(logs["short"]), late_effective_query_ratio(logs["long"])
+        return {"measured": {"short_late_effective_query_ratio": short_late, "long_late_effective_query_ratio": long_late},
+                "holds": short_late < long_late}
+    claims.append(claim(
+        ("short", "long"), saturates, id="short_questions_saturate_early",
+        claim="Training on short questions saturates early: its ratio of effective queries falls below that of long, "
+              "informative questions.",
         source="project page, training-dynamics figure (PubMedQA-Sub vs MedQA-Sub)",
-        measured={"short_late_effective_query_ratio": short_late, "long_late_effective_query_ratio": long_late},
-        comparison="mean effective-query ratio over the second half of training: short < long", holds=short_late < long_late))
-    long_acc, short_acc = accuracy("long", "in_domain"), accuracy("short", "in_domain")
-    claims.append(Claim(
-        id="informative_questions_help_more", claim="Informativeness drives gains: RL on long, informative questions beats RL on short ones.",
-        source="project page (research findings)", measured={"rl_long": long_acc, "rl_short": short_acc},
-        comparison="in-domain accuracy: long > short", holds=long_acc > short_acc))
-    difficulty = {v: accuracy(v, "in_domain") for v in ("easy", "hard", "mixed")}
-    claims.append(Claim(
-        id="every_difficulty_subset_beats_base", claim="RL on a small subset (easy-only, hard-only or mixed) already beats the base model.",
-        source="project page (1,200 questions per subset beat baselines)", measured={"base": accuracy(BASE, "in_domain"), **{f"rl_{k}": v for k, v in difficulty.items()}},
-        comparison="in-domain accuracy of each of easy, hard, mixed > base", holds=all(v > accuracy(BASE, "in_domain") for v in difficulty.values())))
+        comparison="mean effective-query ratio over the second half of training: short < long"))
+
+    def informative():
+        long_acc, short_acc = accuracy("long", "in_domain"), accuracy("short", "in_domain")
+        return {"measured": {"rl_long": long_acc, "rl_short": short_acc}, "holds": long_acc > short_acc}
+    claims.append(claim(
+        ("long", "short"), informative, id="informative_questions_help_more",
+        claim="Informativeness drives gains: RL on long, informative questions beats RL on short ones.",
+        source="project page (research findings)", comparison="in-domain accuracy: long > short"))
+
+    def every_subset():
+        difficulty = {v: accuracy(v, "in_domain") for v in ("easy", "hard", "mixed")}
+        return {"measured": {"base": accuracy(BASE, "in_domain"), **{f"rl_{k}": v for k, v in difficulty.items()}},
+                "holds": all(v > accuracy(BASE, "in_domain") for v in difficulty.values())}
+    claims.append(claim(
+        ("easy", "hard", "mixed"), every_subset, id="every_difficulty_subset_beats_base",
+        claim="RL on a small subset (easy-only, hard-only or mixed) already beats the base model.",
+        source="project page (1,200 questions per subset beat baselines)",
+        comparison="in-domain accuracy of each of easy, hard, mixed > base"))
     write_json(ctx.out("metrics/evaluate.json"), summary)
     write_claims(ctx, claims)
     return {k: v for k, v in summary.items() if isinstance(v, float)} | {

@@ -105,14 +105,37 @@ def load_tokenizer(folder: Path) -> Any:
     return tokenizer
 
 
-def load_folder(folder: Path) -> tuple[Any, Any]:
-    """(model, tokenizer) from a transformers folder, offline, fp32, left padding for batched generation."""
+def load_folder(folder: Path, device: Any = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) from a transformers folder, offline, fp32 weights on ``device``, left padding for batched generation."""
     import torch
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(folder)
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device)
     return model, tokenizer
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether the hardware runs bfloat16 matmuls natively (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)."""
+    import torch
+
+    if device_type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device_type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def use_bf16(precision: str, device_type: str) -> bool:
+    """bfloat16 autocast over fp32 weights (ours): ``auto`` where the hardware has native bf16, else fp32.
+
+    Measured on this project's 2-core CPU (AVX512-BF16): a 135M forward pass or forward plus
+    backward is about 3 times faster under bf16 autocast than in fp32; a CPU without native bf16
+    would emulate it and run slower, hence ``auto``.
+    """
+    if precision == "auto":
+        return native_bf16(device_type)
+    return precision == "bf16"
 
 
 def chat_prompt(tokenizer: Any, user_text: str) -> str:
@@ -120,22 +143,34 @@ def chat_prompt(tokenizer: Any, user_text: str) -> str:
     return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Prompt indices in batches of similar length, longest first (padding to a batch's longest is the waste)."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, samples: int = 1,
-             temperature: float | None = None, batch_size: int = 16) -> list[list[str]]:
-    """``samples`` completions per prompt: greedy when ``temperature`` is None, else sampled at that temperature."""
+             temperature: float | None = None, batch_size: int = 16, bf16: bool = False) -> list[list[str]]:
+    """``samples`` completions per prompt, in the prompts' order: greedy when ``temperature`` is None, else sampled.
+
+    The cost is the prompt, not the answer: a letter needs a few new tokens while each prompt holds
+    100 to 250, so prompts are batched by length and ``bf16`` runs the matmuls under bfloat16 autocast.
+    """
     import torch
 
     model.eval()
     sampled = temperature is not None
-    out: list[list[str]] = []
-    for start in range(0, len(prompts), batch_size):
-        batch = list(prompts[start:start + batch_size])
-        encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.no_grad():
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    out: list[list[str]] = [[] for _ in prompts]
+    for batch in length_batches(lengths, batch_size):
+        encoded = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(model.device)
+        with torch.no_grad(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             ids = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=sampled,
                                  temperature=temperature if sampled else None, top_p=1.0 if sampled else None,
                                  top_k=0 if sampled else None, num_return_sequences=samples,
                                  pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(ids[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
-        out += [texts[i * samples:(i + 1) * samples] for i in range(len(batch))]
+        for position, index in enumerate(batch):
+            out[index] = texts[position * samples:(position + 1) * samples]
     return out

@@ -53,6 +53,8 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
     predictions = read_table(ctx.dep("evaluation/predictions.csv"), keep_default_na=False)
     manifest = read_table(ctx.dep("interim/ingest/manifest.csv"), keep_default_na=False)
     logs = {v: read_table(ctx.dep(f"metrics/train_{v}.csv")) for v in VARIANTS}
+    untrained = [v for v, log in logs.items() if not len(log)]
+    logs = {v: log for v, log in logs.items() if len(log)}
 
     page = HtmlReport("med_reasoning: medical multiple-choice reasoning from rule-based RL alone (AlphaMed)")
     page.heading("Claims")
@@ -60,6 +62,9 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
                  "intervals": json.dumps(c.get("intervals", {}))} for c in claims.values()])
     page.paragraph(f"Scale: {ctx.common.scale}. Synthetic clinical-calculation questions (ours) and SmolLM2-135M-Instruct at smoke "
                    "scale; GRPO settings, prompt and difficulty bins are ours where the paper's are not public.", note=True)
+    if untrained:
+        page.paragraph(f"Not trained at this scale (train.variants): {', '.join(untrained)}; the claims comparing them are "
+                       "reported as not tested (holds false).", note=True)
     page.heading("Accuracy (greedy, seed-averaged, 95% bootstrap interval over questions, range over seeds)")
     page.table(accuracy, float_format="{:.3f}")
     page.heading("Training dynamics")
@@ -74,8 +79,11 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
     base = predictions[predictions["model"] == "base"].set_index("id")
     after = predictions[(predictions["model"] == "mixed") & (predictions["seed"] == predictions["seed"].min())].set_index("id")
     ids = sorted(set(base.index) & set(after.index))[: ctx.params.examples]
-    page.table([{"id": i, "answer": base.loc[i, "answer"], "base": base.loc[i, "completion"], "after RL": after.loc[i, "completion"]}
-                for i in ids])
+    if ids:
+        page.table([{"id": i, "answer": base.loc[i, "answer"], "base": base.loc[i, "completion"],
+                     "after RL": after.loc[i, "completion"]} for i in ids])
+    else:
+        page.paragraph("No examples: the mixed variant was not trained at this scale, or report.examples is 0.", note=True)
     page.heading("Published (real data, 8B models; context, not reproduced here)")
     page.table(PUBLISHED, float_format="{:.1f}")
     ctx.publish_report(page)

@@ -38,7 +38,11 @@ LOGGED = {"reward": "reward", "kl": "kl", "rewards/parsed/mean": "parse_rate",
           "completions/mean_length": "completion_length", "frac_reward_zero_std": "frac_reward_zero_std"}
 
 
+LOG_COLUMNS = ["seed", "step", "reward", "kl", "parse_rate", "completion_length", "effective_query_ratio"]
+
+
 class TrainParams(StrictModel):
+    variants: list[str] = Field(min_length=1)  # ours: the variants trained at this scale; the others are marked untrained
     seeds: list[int] = Field(min_length=1)     # each variant trains once per seed (the spread over seeds)
     max_steps: int = Field(ge=1)
     prompts_per_step: int = Field(ge=1)
@@ -49,6 +53,7 @@ class TrainParams(StrictModel):
     epsilon: float = Field(gt=0)               # PPO-style clip
     temperature: float = Field(gt=0)
     prompt_style: str = Field(pattern="^(letter|boxed)$")
+    precision: str = Field(pattern="^(auto|bf16|fp32)$")   # ours: bf16 autocast where native (model.use_bf16)
     num_threads: int = Field(ge=1)
 
 
@@ -97,7 +102,7 @@ def grpo_run(ctx: StageContext[TrainParams], questions, seed: int, output) -> tu
         num_generations=p.num_generations, per_device_train_batch_size=p.prompts_per_step * p.num_generations,
         max_completion_length=p.max_completion_length, temperature=p.temperature, learning_rate=p.learning_rate,
         max_steps=p.max_steps, lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, report_to="none",
-        save_strategy="no", seed=seed, data_seed=seed, use_cpu=output.type == "cpu", bf16=False, fp16=False,
+        save_strategy="no", seed=seed, data_seed=seed, use_cpu=output.type == "cpu", bf16=lm.use_bf16(p.precision, output.type), fp16=False,
         dataloader_num_workers=0, disable_tqdm=True, reward_weights=[1.0, 0.0],
         gradient_checkpointing=False,  # ours: small models on CPU; memory is not the limit
     )
@@ -113,15 +118,30 @@ def grpo_run(ctx: StageContext[TrainParams], questions, seed: int, output) -> tu
     log = pd.DataFrame(rows)
     log["effective_query_ratio"] = effective_query_ratio(log["frac_reward_zero_std"])
     tokens = float(log["completion_length"].sum() * p.prompts_per_step * p.num_generations)
-    speed = {"grpo_steps_per_second": p.max_steps / seconds, "generated_tokens_per_second": tokens / seconds}
+    # The cost is the prompt: each of the batch's sequences holds 100-250 prompt tokens and a few new ones.
+    processed = max((float(h["num_tokens"]) for h in trainer.state.log_history if "num_tokens" in h), default=0.0)
+    speed = {"grpo_steps_per_second": p.max_steps / seconds, "generated_tokens_per_second": tokens / seconds,
+             "prompt_and_completion_tokens_per_second": processed / seconds}
     return trainer, log, speed
+
+
+def not_trained(ctx: StageContext[TrainParams], variant: str) -> Metrics:
+    """A variant left out of ``train.variants``: no model, an empty log, and the reason (evaluate reports its claims as not tested)."""
+    reason = f"not trained at {ctx.common.scale} scale: train.variants is {ctx.params.variants}"
+    with atomic_directory(ctx.out(f"models/rl/{variant}")) as staging:
+        write_json(staging / "not_trained.json", {"variant": variant, "reason": reason})
+    write_table(ctx.out(f"metrics/train_{variant}.csv"), pd.DataFrame(columns=LOG_COLUMNS))
+    write_json(ctx.out(f"metrics/train_{variant}.json"), {"variant": variant, "trained": False, "reason": reason})
+    return {"trained": 0.0}
 
 
 def train(ctx: StageContext[TrainParams]) -> Metrics:
     p = ctx.params
     variant = ctx.item
-    if variant not in VARIANTS:
-        raise BadInputError(f"train@{variant}: unknown variant; known: {list(VARIANTS)}")
+    if variant not in VARIANTS or any(v not in VARIANTS for v in p.variants):
+        raise BadInputError(f"train@{variant}: unknown variant in {[variant, *p.variants]}; known: {list(VARIANTS)}")
+    if variant not in p.variants:
+        return not_trained(ctx, variant)
     device = ctx.torch_device(p.num_threads)
     manifest = read_table(ctx.dep("interim/ingest/manifest.csv"), keep_default_na=False)
     bins = read_table(ctx.dep("interim/difficulty/difficulty.csv"), keep_default_na=False)
@@ -138,18 +158,17 @@ def train(ctx: StageContext[TrainParams]) -> Metrics:
                 ctx.log_metrics({f"seed{seed}.{k}": v for k, v in row.items() if k != "step"}, step=int(row["step"]))
             logs.append(log.assign(seed=seed))
             speeds.append(speed)
-    table = pd.concat(logs, ignore_index=True)[["seed", "step", "reward", "kl", "parse_rate", "completion_length",
-                                                "effective_query_ratio"]]
+    table = pd.concat(logs, ignore_index=True)[LOG_COLUMNS]
     write_table(ctx.out(f"metrics/train_{variant}.csv"), table)
     final = table.groupby("seed").tail(1)
-    summary = {"variant": variant, "questions": len(questions), "seeds": p.seeds, "steps": p.max_steps,
-               "loss_type": "grpo", "beta": p.beta, "final_reward_mean": float(final["reward"].mean()),
+    summary = {"variant": variant, "trained": True, "questions": len(questions), "seeds": p.seeds, "steps": p.max_steps,
+               "loss_type": "grpo", "beta": p.beta, "bf16": lm.use_bf16(p.precision, device.type), "final_reward_mean": float(final["reward"].mean()),
                "first_reward_mean": float(table.groupby("seed").head(1)["reward"].mean()),
                "final_effective_query_ratio": float(final["effective_query_ratio"].mean()),
                "final_parse_rate": float(final["parse_rate"].mean())}
     write_json(ctx.out(f"metrics/train_{variant}.json"), summary)
     shutil.rmtree(ctx.scratch(""), ignore_errors=True)
-    return {**{k: v for k, v in summary.items() if isinstance(v, float)},
+    return {"trained": 1.0, **{k: v for k, v in summary.items() if isinstance(v, float)},
             **{k: float(np.mean([s[k] for s in speeds])) for k in speeds[0]}}
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from stages.med_reasoning.evaluate import late_effective_query_ratio, paired_difference
 from stages.med_reasoning.train import effective_query_ratio, letter_reward, parsed, variant_ids
-from stages.med_reasoning.variants import VARIANTS
+from tests.med_reasoning.tiny import TINY
 
 
 def test_reward_functions_take_trl_keyword_columns():
@@ -43,7 +43,8 @@ def test_grpo_writes_the_model_and_the_per_step_log(study):
 def test_evaluate_scores_every_model_on_every_held_out_question(study):
     data, _, (ctx, metrics), *_ = study
     predictions = pd.read_csv(data / "evaluation/predictions.csv", keep_default_na=False)
-    assert predictions.groupby("model").size().to_dict() == {m: 12 for m in ("base", *VARIANTS)}  # 6 in domain + 6 ood
+    trained = TINY["med_reasoning.train.variants"]
+    assert predictions.groupby("model").size().to_dict() == {m: 12 for m in ("base", *trained)}  # 6 in domain + 6 ood
     accuracy = pd.read_csv(data / "evaluation/accuracy.csv")
     assert set(accuracy.group) == {"in_domain", "out_of_domain", "ood_more_options", "ood_unseen_templates"}
     assert ((accuracy.ci_low <= accuracy.accuracy) & (accuracy.accuracy <= accuracy.ci_high)).all()
@@ -53,6 +54,9 @@ def test_evaluate_scores_every_model_on_every_held_out_question(study):
     claims = json.loads((data / "metrics/claims.json").read_text())["claims"]
     assert set(claims) == {"rl_beats_base_in_domain", "rl_beats_base_out_of_domain", "short_questions_saturate_early",
                            "informative_questions_help_more", "every_difficulty_subset_beats_base"}
+    untested = claims["every_difficulty_subset_beats_base"]  # hard is not in TINY's train.variants
+    assert untested["holds"] is False and untested["measured"]["tested"] == "no" and "['hard']" in untested["measured"]["reason"]
+    assert "tested" not in claims["informative_questions_help_more"]["measured"]  # long and short were trained
     html = (data / "report/index.html").read_text()
     assert html.index("Claims") < html.index("Accuracy") and "Published" in html and "data:image/png;base64," in html
 
@@ -85,3 +89,11 @@ def test_a_missing_subset_is_a_clear_error():
     with pytest.raises(BadInputError, match=r"train@long: the training set has no 'long' subset \(subsets: \['medqa', 'pubmedqa'\]\)"):
         variant_ids(manifest, bins, "long")
     assert variant_ids(manifest, bins, "mixed") == ["b"]  # one question per bin: mixed takes 0 easy + 1 hard
+
+
+def test_a_variant_left_out_of_train_variants_is_marked_untrained(study):
+    data, trained, *_ = study
+    _, metrics = trained["hard"]
+    assert metrics == {"trained": 0.0} and not list((data / "models/rl/hard").glob("seed*"))
+    summary = json.loads((data / "metrics/train_hard.json").read_text())
+    assert summary["trained"] is False and "train.variants" in summary["reason"]

@@ -11,6 +11,7 @@ TINY = {
     "med_reasoning.prepare_model.random_init": {"hidden_size": 16, "layers": 1, "heads": 2},
     "med_reasoning.difficulty.samples": 2,
     "med_reasoning.difficulty.max_new_tokens": 3,
+    "med_reasoning.train.variants": ["long", "short", "easy", "mixed"],  # hard left untrained: the not-tested path
     "med_reasoning.train.seeds": [0],
     "med_reasoning.train.max_steps": 2,
     "med_reasoning.train.prompts_per_step": 1,
