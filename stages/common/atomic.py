@@ -33,12 +33,8 @@ def remove_stale_temporaries(path: Path) -> None:
         _remove(stale)
 
 
-def _writer_alive(temporary: Path) -> bool:
-    """Whether the process named in ``.tmp-<name>.<pid>.<hex>`` still runs (unknown names count as alive)."""
-    try:
-        pid = int(temporary.name.rsplit(".", 2)[-2])
-    except (IndexError, ValueError):
-        return True
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -46,6 +42,15 @@ def _writer_alive(temporary: Path) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _writer_alive(temporary: Path) -> bool:
+    """Whether the process named in ``.tmp-<name>.<pid>.<hex>`` still runs (unknown names count as alive)."""
+    try:
+        pid = int(temporary.name.rsplit(".", 2)[-2])
+    except (IndexError, ValueError):
+        return True
+    return process_alive(pid)
 
 
 def sweep_stale_temporaries(folders: Iterator[Path] | list[Path]) -> list[Path]:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stages.common.atomic import process_alive
+
 SPOOL_FOLDER = "spool"
 LOCK_FILE = ".flusher.lock"
 RECORD_SUFFIX = ".jsonl"
@@ -133,22 +135,12 @@ def read_record(path: Path) -> RunRecord | None:
     return record
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def finished(record: RunRecord) -> bool:
     """Ended, or written on this host by a process that is gone (another host's live runs cannot be judged)."""
     if record.status is not None:
         return True
     same_host = record.start.get("host", socket.gethostname()) == socket.gethostname()
-    return same_host and not _process_alive(int(record.start["pid"]))
+    return same_host and not process_alive(int(record.start["pid"]))
 
 
 def pending_records(folder: Path) -> list[Path]:
