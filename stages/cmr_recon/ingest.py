@@ -14,11 +14,11 @@ from pydantic import Field, model_validator
 
 from stages.cmr_recon import phantom
 from stages.cmr_recon.io import MODALITY_FOLDERS, find_full_sample_files, full_sample_path, read_kspace, write_kspace
-from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.ingest import save_ingest, write_provenance
+from stages.common.ingest import materialise_source, save_ingest
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
+from stages.common.pipeline import SYNTHETIC
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
 
@@ -104,12 +104,7 @@ def manifest_expectations(coils: int | None) -> list[tuple[str, dict]]:
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            write_synthetic_dataset(staging, p, ctx.common.seed)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    dataset_root = real_root or ctx.out("raw")
+    dataset_root = materialise_source(ctx, p.source, lambda staging: write_synthetic_dataset(staging, p, ctx.common.seed))
     files = find_full_sample_files(dataset_root)
     if not files:
         raise BadInputError(f"{dataset_root}: no FullSample <modality>.mat files found")
@@ -122,7 +117,7 @@ def ingest(ctx: StageContext[IngestParams]) -> Metrics:
             row["shape_consistent"] = (kspace.ndim == 5) == (modality != "blackblood")
             rows.append(row)
     manifest = assign_splits(pd.DataFrame(rows), p.validation_subjects, p.held_out_modalities)
-    save_ingest(ctx, manifest, "cmr_recon_manifest", manifest_expectations(p.coils if real_root is None else None),
+    save_ingest(ctx, manifest, "cmr_recon_manifest", manifest_expectations(p.coils if p.source == SYNTHETIC else None),
                 {"root": portable_path(dataset_root, ctx.root), "source": p.source})
     counts = manifest["split"].value_counts().to_dict()
     return {"files": len(manifest), **{f"files_{k}": v for k, v in counts.items()}}

@@ -12,7 +12,7 @@ and logged even when it fails), then writes ``interim/ingest/`` with ``manifest.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,19 @@ def write_provenance(folder: Path, sources: Mapping[str, Path | None], repo: Pat
 
     return write_json(folder / PROVENANCE_FILE,
                       {key: SYNTHETIC if path is None else portable_path(path, repo) for key, path in sources.items()})
+
+
+def materialise_source(ctx: StageContext[Any], source: str, write_synthetic: Callable[[Path], None]) -> Path:
+    """The folder an ingest reads: the real ``source``, or ``raw/`` filled by ``write_synthetic`` when it is synthetic.
+
+    ``raw/`` is written atomically in both cases and holds ``SOURCE.json`` saying which it was.
+    """
+    real_root = ctx.source(source, "source")
+    with atomic_directory(ctx.out("raw")) as staging:
+        if real_root is None:
+            write_synthetic(staging)
+        write_provenance(staging, {"source": real_root}, ctx.root)
+    return real_root or ctx.out("raw")
 
 
 def validate_and_log(ctx: StageContext[Any], manifest, suite_name: str, expectations: Sequence[ExpectationSpec]) -> None:

@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.ingest import save_ingest, write_provenance
+from stages.common.ingest import materialise_source, save_ingest
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
 from stages.common.runtime import progress
@@ -172,12 +171,7 @@ def manifest_expectations(p: IngestParams) -> list[tuple[str, dict]]:
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            write_synthetic_source(staging, p, ctx.common.seed)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    root = real_root or ctx.out("raw")
+    root = materialise_source(ctx, p.source, lambda staging: write_synthetic_source(staging, p, ctx.common.seed))
     datasets = sorted(path.parent.name for path in root.glob("*/*_database.csv") if path.name == f"{path.parent.name}_database.csv")
     if PRETRAIN not in datasets:
         raise BadInputError(f"{root}: no {PRETRAIN}/{PRETRAIN}_database.csv (the pre-training corpus)")

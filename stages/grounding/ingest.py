@@ -14,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import Field, model_validator
 
-from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.ingest import save_ingest, write_provenance
+from stages.common.ingest import materialise_source, save_ingest
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
 from stages.common.runtime import progress
@@ -146,15 +145,14 @@ def with_box_checks(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            classes = {name: c.model_dump() for name, c in p.synthetic.classes.items()}
-            synthetic.write_synthetic_dataset(staging, classes, p.seen_classes, p.unseen_classes,
-                                              p.synthetic.images_per_split, p.synthetic.classes_per_image,
-                                              p.synthetic.image_size, ctx.common.seed)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    dataset_root = real_root or ctx.out("raw")
+
+    def write_synthetic(staging: Path) -> None:
+        classes = {name: c.model_dump() for name, c in p.synthetic.classes.items()}
+        synthetic.write_synthetic_dataset(staging, classes, p.seen_classes, p.unseen_classes,
+                                          p.synthetic.images_per_split, p.synthetic.classes_per_image,
+                                          p.synthetic.image_size, ctx.common.seed)
+
+    dataset_root = materialise_source(ctx, p.source, write_synthetic)
     boxes, knowledge = read_dataset(dataset_root, p, ctx)
     if boxes.empty:
         raise BadInputError(f"{dataset_root / p.annotations}: no usable boxes")

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.ingest import finish_ingest, ingest_output, write_provenance
+from stages.common.ingest import finish_ingest, ingest_output, materialise_source
 from stages.common.io import write_npz, write_table
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
+from stages.common.pipeline import SYNTHETIC
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.heart_mesh.cohort import (
@@ -113,12 +113,7 @@ def manifest_expectations(frames: int | None) -> list[tuple[str, dict]]:
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            write_synthetic_dataset(staging, p, ctx.common.seed)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    root = real_root or ctx.out("raw")
+    root = materialise_source(ctx, p.source, lambda staging: write_synthetic_dataset(staging, p, ctx.common.seed))
     cohort = read_splits(root)
     listed = set(cohort.subject)
     for subject in subjects_with_meshes(root, p.mesh_format):
@@ -151,7 +146,7 @@ def ingest(ctx: StageContext[IngestParams]) -> Metrics:
         manifest = manifest.merge(phenotypes, on="subject", how="left", validate="one_to_one")
     with ingest_output(ctx) as staging:
         write_npz(staging / TEMPLATE_FILE, {"faces": topology.faces, "edges": topology.edges, "component": topology.component})
-        finish_ingest(ctx, staging, manifest, "heart_mesh_manifest", manifest_expectations(p.frames if real_root is None else None),
+        finish_ingest(ctx, staging, manifest, "heart_mesh_manifest", manifest_expectations(p.frames if p.source == SYNTHETIC else None),
                       {"root": portable_path(root, ctx.root), "source": p.source, "mesh_format": p.mesh_format,
                        "surf_type": p.surf_type, "lv_component": p.lv_component, "phenotypes": phenotypes is not None})
     counts = manifest["split"].value_counts().to_dict()

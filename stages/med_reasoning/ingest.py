@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from stages.common.atomic import atomic_directory, write_text
+from stages.common.atomic import write_text
 from stages.common.badinput import BadInputError
-from stages.common.ingest import save_ingest, write_provenance
+from stages.common.ingest import materialise_source, save_ingest
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
 from stages.common.stage import Metrics, StageContext, run_stage
@@ -120,12 +120,7 @@ def manifest_expectations() -> list[tuple[str, dict]]:
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            write_synthetic_dataset(staging, p, ctx.common.seed)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    root = real_root or ctx.out("raw")
+    root = materialise_source(ctx, p.source, lambda staging: write_synthetic_dataset(staging, p, ctx.common.seed))
     manifest = read_questions(ctx, root)
     save_ingest(ctx, manifest, "med_reasoning_manifest", manifest_expectations(),
                 {"root": portable_path(root, ctx.root), "source": p.source,

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.ingest import save_ingest, write_provenance
+from stages.common.ingest import materialise_source, save_ingest
 from stages.common.io import write_nifti, write_png
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path, resolve_inside
@@ -113,12 +112,7 @@ def manifest_expectations(domains: dict[str, DomainParams]) -> list[tuple[str, d
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            write_synthetic_dataset(staging, p, ctx.common.seed)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    dataset_root = real_root or ctx.out("raw")
+    dataset_root = materialise_source(ctx, p.source, lambda staging: write_synthetic_dataset(staging, p, ctx.common.seed))
     rows = []
     for domain, spec in p.domains.items():
         csv_path = resolve_inside(dataset_root, spec.list, what=f"sam_tta.ingest.domains.{domain}.list")

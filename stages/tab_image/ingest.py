@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from stages.common.atomic import atomic_directory
 from stages.common.badinput import BadInputError
-from stages.common.ingest import finish_ingest, ingest_output, write_provenance
+from stages.common.ingest import finish_ingest, ingest_output, materialise_source
 from stages.common.io import write_npz
 from stages.common.params import StrictModel
 from stages.common.paths import portable_path
@@ -154,14 +153,13 @@ def manifest_expectations(channels: int) -> list[tuple[str, dict]]:
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
     p = ctx.params
-    real_root = ctx.source(p.source, "source")
-    with atomic_directory(ctx.out("raw")) as staging:
-        if real_root is None:
-            rng = np.random.default_rng(ctx.common.seed)
-            for name, task in p.tasks.items():
-                write_synthetic_task(staging / name, task, p, rng)
-        write_provenance(staging, {"source": real_root}, ctx.root)
-    dataset_root = real_root or ctx.out("raw")
+
+    def write_synthetic(staging: Path) -> None:
+        rng = np.random.default_rng(ctx.common.seed)
+        for name, task in p.tasks.items():
+            write_synthetic_task(staging / name, task, p, rng)
+
+    dataset_root = materialise_source(ctx, p.source, write_synthetic)
     rows, arrays, info = [], {}, {"root": portable_path(dataset_root, ctx.root), "source": p.source, "tasks": {}}
     for name, task in p.tasks.items():
         with ctx.quarantine.guard(name) as outcome:
