@@ -68,7 +68,7 @@ def build_toy_project(root: Path) -> None:
             deps: [noop.py]
             params: [common.seed, toy.noop]
     """))
-    (root / "params.yaml").write_text("common: {scale: smoke, seed: 0, on_bad_input: fatal, device: cpu}\n"
+    (root / "params.yaml").write_text("common: {scale: smoke, seed: 0, on_bad_input: fatal, device: cpu, max_input_bytes: 4294967296}\n"
                                       "toy:\n  noop: {factor: 3}\n")
     (root / "noop.py").write_text(NOOP_STEP)
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"],

@@ -29,6 +29,61 @@ class FormatError(ValueError):
         self.problem = problem
 
 
+# --------------------------------------------------------------------------- input limits
+DEFAULT_MAX_INPUT_BYTES = 4 * 1024**3
+_max_input_bytes = DEFAULT_MAX_INPUT_BYTES
+
+
+def set_max_input_bytes(limit: int) -> None:
+    """The largest array any reader may allocate (``common.max_input_bytes``; the stage runner sets it).
+
+    A process-wide setting rather than a reader argument: it guards memory, never changes what a valid
+    file reads as, so it is not a DVC dependency of any stage.
+    """
+    global _max_input_bytes
+    if limit <= 0:
+        raise ValueError(f"common.max_input_bytes must be positive, got {limit}")
+    _max_input_bytes = int(limit)
+
+
+def max_input_bytes() -> int:
+    return _max_input_bytes
+
+
+def _format_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_declared_size(path: PathLike, shape: tuple[int, ...], itemsize: int, what: str = "array") -> None:
+    """Refuse, before reading, an array whose header declares more bytes than the limit, or a zero-length axis."""
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise FormatError(path, f"{what} declares a negative axis length, shape {shape}")
+    if any(n == 0 for n in shape):
+        raise FormatError(path, f"{what} has a zero-length axis, shape {shape}")
+    declared = float(np.prod([float(n) for n in shape])) * itemsize
+    if declared > _max_input_bytes:
+        raise FormatError(path, f"{what} declares shape {shape} ({_format_bytes(declared)}), over the limit "
+                                f"common.max_input_bytes = {_format_bytes(_max_input_bytes)}; raise the limit if the file is genuine")
+
+
+def require_finite(path: PathLike, array: np.ndarray, what: str = "array") -> np.ndarray:
+    """Refuse NaN or Inf values, naming how many and the first position."""
+    values = np.asarray(array)
+    if not (np.issubdtype(values.dtype, np.floating) or np.issubdtype(values.dtype, np.complexfloating)):
+        return array
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(values.size - np.count_nonzero(finite))
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise FormatError(path, f"{what} holds {bad} non-finite (NaN or Inf) value(s), the first at index {first}")
+    return array
+
+
 # --------------------------------------------------------------------------- MATLAB v7.3
 _MAT_CLASS = {
     np.dtype(np.float32): "single",
@@ -96,10 +151,12 @@ def _open_hdf5(path: PathLike) -> h5py.File:
         raise FormatError(path, f"not a readable MATLAB v7.3 (HDF5) file ({error})") from error
 
 
-def read_mat(path: PathLike, key: str) -> np.ndarray:
+def read_mat(path: PathLike, key: str, finite: bool = True) -> np.ndarray:
     """Read variable ``key`` of a MATLAB v7.3 file in h5py's (reversed MATLAB) axis order.
 
-    A ``real``/``imag`` compound comes back as a complex array of the matching precision.
+    A ``real``/``imag`` compound comes back as a complex array of the matching precision. The
+    declared shape is checked against ``common.max_input_bytes`` before anything is read, and
+    NaN or Inf values are refused unless ``finite`` is False.
     """
     with _open_hdf5(path) as handle:
         if key not in handle:
@@ -108,6 +165,9 @@ def read_mat(path: PathLike, key: str) -> np.ndarray:
         dataset = handle[key]
         if not isinstance(dataset, h5py.Dataset):
             raise FormatError(path, f"variable {key!r} is a {type(dataset).__name__}, not an array")
+        if dataset.shape is None:
+            raise FormatError(path, f"variable {key!r} is an empty (null) dataspace")
+        check_declared_size(path, dataset.shape, dataset.dtype.itemsize, f"variable {key!r}")
         try:
             raw = dataset[()]
         except OSError as error:
@@ -117,22 +177,38 @@ def read_mat(path: PathLike, key: str) -> np.ndarray:
         if set(names) != {"real", "imag"}:
             raise FormatError(path, f"variable {key!r} is a compound with fields {names}, expected real/imag")
         precision = np.complex128 if raw.dtype["real"] == np.float64 else np.complex64
-        return (raw["real"] + 1j * raw["imag"]).astype(precision)
-    return np.asarray(raw)
+        values = np.empty(raw.shape, precision)
+        values.real, values.imag = raw["real"], raw["imag"]
+    else:
+        values = np.asarray(raw)
+    return require_finite(path, values, f"variable {key!r}") if finite else values
 
 
 # --------------------------------------------------------------------------- NIfTI
-def read_nifti(path: PathLike, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """Read a NIfTI image -> (array in file axis order, 4x4 affine, voxel spacing)."""
+def read_nifti(path: PathLike, dtype: Any = np.float32,
+               finite: bool = True) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Read a NIfTI image -> (array in file axis order, 4x4 affine, voxel spacing).
+
+    The header's shape is checked against ``common.max_input_bytes`` (at the float64 the data is
+    scaled in) before any voxel is read; NaN or Inf voxels are refused unless ``finite`` is False.
+    """
     import nibabel as nib
 
     if not Path(path).is_file():
         raise FormatError(path, "file not found")
     try:
         image = nib.load(str(path))
-        data = np.asarray(image.get_fdata(dtype=np.float64) if dtype is not None else image.dataobj)
     except Exception as error:  # nibabel raises many kinds for a damaged file
         raise FormatError(path, f"not a readable NIfTI file ({error})") from error
+    declared_itemsize = max(np.dtype(np.float64).itemsize if dtype is not None else 0, image.get_data_dtype().itemsize)
+    check_declared_size(path, image.header.get_data_shape(), declared_itemsize, "image")
+    try:
+        data = np.asarray(image.get_fdata(dtype=np.float64) if dtype is not None else image.dataobj)
+    except Exception as error:  # nibabel raises many kinds for a damaged file
+        problem = " ".join(str(error).split()) or type(error).__name__
+        raise FormatError(path, f"not a readable NIfTI file, the data may be truncated ({problem})") from error
+    if finite:
+        require_finite(path, data, "image")
     stored = stored_nifti_spacing(path)
     if any(s <= 0 for s in stored):
         raise FormatError(path, f"non-positive voxel spacing {stored}")
@@ -223,6 +299,8 @@ def read_dicom_series(folder: PathLike) -> tuple[np.ndarray, tuple[float, float,
         for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
             if tag not in dataset:
                 raise FormatError(file, f"missing DICOM tag {tag}")
+    rows, columns = int(getattr(slices[0], "Rows", 0)), int(getattr(slices[0], "Columns", 0))
+    check_declared_size(folder, (len(slices), rows, columns), np.dtype(np.float32).itemsize, "series")
     orientation = np.asarray(slices[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(orientation[:3], orientation[3:])
     positions = np.array([np.dot(normal, np.asarray(s.ImagePositionPatient, dtype=float)) for s in slices])
@@ -250,9 +328,12 @@ def read_png(path: PathLike) -> np.ndarray:
         raise FormatError(path, "file not found")
     try:
         with Image.open(path) as image:
+            bands = len(image.getbands())
+            bytes_per_band = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+            check_declared_size(path, (image.height, image.width, bands), bytes_per_band, "image")
             image.load()
             return np.asarray(image)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise FormatError(path, f"not a readable PNG ({error})") from error
 
 

@@ -2,7 +2,7 @@
 
 Layout of ``params.yaml``::
 
-    common: {scale: smoke, seed: 0, on_bad_input: fatal, device: auto}
+    common: {scale: smoke, seed: 0, on_bad_input: fatal, device: auto, max_input_bytes: 4294967296}
     <study>:
       <step>:
         key: value          # the smoke-scale value
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stages.common.paths import repo_root
 
@@ -42,6 +42,7 @@ class CommonParams(StrictModel):
     seed: int
     on_bad_input: Literal["fatal", "skip"]
     device: Literal["auto", "cpu", "cuda"]
+    max_input_bytes: int = Field(gt=0)
 
 
 ParamsModel = TypeVar("ParamsModel", bound=StrictModel)

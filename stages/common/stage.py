@@ -296,6 +296,9 @@ def open_context(
     check_contract(spec, params_document)
     common, params = validate_step(study, step_name, params_model_of(step), params_document)
     declared = frozenset(key.removeprefix("common.") for key in spec.params if key.startswith("common."))
+    from stages.common.io import set_max_input_bytes
+
+    set_max_input_bytes(common.max_input_bytes)
     return StageContext(spec, DeclaredCommon(common, declared, name), params, Path(root),
                         tracker or Tracker(), Quarantine(common.on_bad_input))
 

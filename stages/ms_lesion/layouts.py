@@ -162,7 +162,7 @@ def load_case(case: Case) -> LoadedCase:
     """Read a case's files and check them; errors name the subject and the file."""
     arrays, reference = [], None
     for path in case.scans:
-        data, affine, spacing = read_nifti(path)
+        data, affine, spacing = read_nifti(path, finite=False)  # checked below, with the subject named
         if data.ndim != 3:
             raise BadInputError(f"subject {case.subject}: {path}: expected a 3-D image, got shape {data.shape}")
         if not np.isfinite(data).all():

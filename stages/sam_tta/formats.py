@@ -74,7 +74,7 @@ def _channels_first(array: np.ndarray, path: Path, nifti: bool) -> np.ndarray:
 def read_image(path: Path) -> np.ndarray:
     """``(C, H, W)`` float32 in [0, 1] (min-max over the slice, as the repo does), C = 1 or 3."""
     if _is_nifti(path):
-        raw = read_nifti(path, dtype=np.float64)[0]
+        raw = read_nifti(path, dtype=np.float64, finite=False)[0]  # checked below with the study's message
         raw = np.squeeze(raw, axis=tuple(a for a in range(2, raw.ndim) if raw.shape[a] == 1)) if raw.ndim > 2 else raw
     elif path.suffix.lower() == ".png":
         raw = read_png(path).astype(np.float64)
@@ -96,7 +96,7 @@ def read_image(path: Path) -> np.ndarray:
 def read_labels(path: Path) -> np.ndarray:
     """``(H, W)`` int32 instance labels: distinct non-zero values (NIfTI) or one binary instance (PNG)."""
     if _is_nifti(path):
-        raw = read_nifti(path, dtype=np.float64)[0]
+        raw = read_nifti(path, dtype=np.float64, finite=False)[0]
         raw = np.squeeze(raw)
         if not np.isfinite(raw).all():
             raise BadInputError(f"{path}: NaN/Inf values in the mask")

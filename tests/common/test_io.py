@@ -123,3 +123,105 @@ def test_nifti_with_non_positive_spacing_is_refused(tmp_path):
     (tmp_path / "bad.nii").write_bytes(bytes(raw))
     with pytest.raises(FormatError, match=r"bad.nii: non-positive voxel spacing \(1.0, 0.0, -2.0\)"):
         read_nifti(tmp_path / "bad.nii")
+
+
+# ------------------------------------------------------------------ declared sizes, empty axes, non-finite values
+@pytest.fixture()
+def input_limit():
+    """Restore the process-wide limit after a test lowers it."""
+    from stages.common import io as io_module
+
+    before = io_module.max_input_bytes()
+    yield io_module.set_max_input_bytes
+    io_module.set_max_input_bytes(before)
+
+
+def test_mat_declaring_a_huge_array_is_refused_before_reading(tmp_path):
+    path = tmp_path / "bomb.mat"
+    with h5py.File(path, "w") as handle:  # 1.3 TB declared, nothing written: the file stays a few KB
+        handle.create_dataset("kspace", shape=(10, 10, 12, 10, 512, 512, 10), dtype="<c8",
+                              chunks=(1, 1, 1, 1, 64, 64, 1), compression="gzip")
+    assert path.stat().st_size < 100_000
+    with pytest.raises(FormatError) as raised:
+        read_mat(path, "kspace")
+    message = str(raised.value)
+    assert "bomb.mat" in message and "(10, 10, 12, 10, 512, 512, 10)" in message and "max_input_bytes" in message
+
+
+def test_the_limit_comes_from_the_setting(tmp_path, input_limit):
+    path = write_mat(tmp_path / "small.mat", {"kspace": np.ones((4, 8), np.complex64)})
+    assert read_mat(path, "kspace").shape == (4, 8)
+    input_limit(255)  # 32 complex64 values are 256 bytes
+    with pytest.raises(FormatError, match=r"256 B\).*255 B"):
+        read_mat(path, "kspace")
+
+
+def test_mat_with_a_zero_length_axis_is_refused(tmp_path):
+    path = tmp_path / "empty.mat"
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("kspace", shape=(4, 0, 8), dtype="<f4")
+    with pytest.raises(FormatError, match=r"empty\.mat: variable 'kspace' has a zero-length axis, shape \(4, 0, 8\)"):
+        read_mat(path, "kspace")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_mat_non_finite_values_are_refused_with_their_position(tmp_path, bad):
+    values = np.ones((3, 5), np.complex64)
+    values[2, 1] = complex(1.0, bad)
+    path = write_mat(tmp_path / "nan.mat", {"kspace": values})
+    stored = read_mat(path, "kspace", finite=False)
+    assert not np.isfinite(stored).all()
+    bad_index = tuple(int(i) for i in np.argwhere(~np.isfinite(stored))[0])
+    with pytest.raises(FormatError, match=rf"1 non-finite .* index \({bad_index[0]}, {bad_index[1]}\)"):
+        read_mat(path, "kspace")
+
+
+def test_nifti_declaring_a_billion_voxels_is_refused_before_reading(tmp_path):
+    import nibabel as nib
+
+    path = tmp_path / "bomb.nii"
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4))
+    image.to_filename(path)
+    header = nib.load(path).header.copy()
+    header.set_data_shape((1000, 1000, 1000))
+    with open(path, "r+b") as handle:  # keep the 4x4x4 voxels, declare 1000^3 of them
+        handle.write(header.binaryblock)
+    assert path.stat().st_size < 70_000
+    with pytest.raises(FormatError, match=r"bomb\.nii: image declares shape \(1000, 1000, 1000\) \(7\.5 GiB\)"):
+        read_nifti(path)
+
+
+def test_truncated_nifti_names_the_problem(tmp_path, input_limit):
+    path = write_nifti(tmp_path / "cut.nii", np.ones((16, 16, 16), np.float32))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(FormatError, match=r"cut\.nii: not a readable NIfTI file, the data may be truncated \(.+\)"):
+        read_nifti(path)
+
+
+def test_nifti_non_finite_voxels_are_refused(tmp_path):
+    volume = np.zeros((5, 6, 7), np.float32)
+    volume[1, 2, 3] = np.nan
+    volume[4, 5, 6] = np.inf
+    path = write_nifti(tmp_path / "ct.nii.gz", volume)
+    with pytest.raises(FormatError, match=r"ct\.nii\.gz: image holds 2 non-finite .* index \(1, 2, 3\)"):
+        read_nifti(path)
+    assert np.isnan(read_nifti(path, finite=False)[0][1, 2, 3])
+
+
+def _png_with_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [100_000, 70_000])  # past PIL's own bomb limit, and below it but over ours
+def test_png_declaring_a_huge_image_is_refused(tmp_path, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_with_header_only(side, side))
+    with pytest.raises(FormatError, match=r"bomb\.png"):
+        read_png(path)

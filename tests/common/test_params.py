@@ -4,7 +4,7 @@ import pytest
 
 from stages.common.params import ParamsError, StrictModel, load_params
 
-COMMON = "common: {scale: %s, seed: 3, on_bad_input: fatal, device: cpu}\n"
+COMMON = "common: {scale: %s, seed: 3, on_bad_input: fatal, device: cpu, max_input_bytes: 4294967296}\n"
 
 
 class StepParams(StrictModel):

@@ -9,7 +9,7 @@ from stages.common.params import StrictModel
 from stages.common.pipeline import PipelineError
 from stages.common.stage import StageContext, UndeclaredPathError, open_context
 
-COMMON = {"scale": "smoke", "seed": 4, "on_bad_input": "fatal", "device": "cpu"}
+COMMON = {"scale": "smoke", "seed": 4, "on_bad_input": "fatal", "device": "cpu", "max_input_bytes": 2**32}
 
 
 class ToyParams(StrictModel):

@@ -9,7 +9,7 @@ import yaml
 
 from stages.common.tracking import flush_runs
 
-COMMON = "common: {scale: smoke, seed: 1, on_bad_input: fatal, device: cpu}\n"
+COMMON = "common: {scale: smoke, seed: 1, on_bad_input: fatal, device: cpu, max_input_bytes: 4294967296}\n"
 
 
 @pytest.fixture()
