@@ -33,7 +33,7 @@ from stages.ct_fairness.gap import (
     true_group_effects,
     volume_diversity_fit,
 )
-from stages.ct_fairness.metrics import dice_and_hd95
+from stages.ct_fairness.metrics import dice_and_hd95, missed_organs
 from stages.ct_fairness.model import load_network, predict_labels
 from stages.ct_fairness.organs import ORGANS
 
@@ -85,11 +85,13 @@ def score_experiment(experiment: dict, models: pd.DataFrame, models_dir: Path, c
                                                 params.sw_batch_size).cpu().numpy()
                     predictions[train_group] = prediction
                     dice, hd95 = dice_and_hd95(prediction, truth, spacing)
+                    missed = missed_organs(prediction, truth)
                     for index, organ in enumerate(ORGANS):
                         rows.append({"experiment": experiment["name"], "variable": experiment["variable"],
                                      "dataset": experiment["dataset"], "fold": fold["index"], "case": case,
                                      "test_group": test_group, "train_group": train_group, "organ": organ,
-                                     "dice": dice[index], "hd95": hd95[index]})
+                                     "dice": dice[index], "hd95": hd95[index],
+                                     "missed": bool(missed[index])})
                 key = f"{experiment['name']}/{test_group}"
                 if key not in examples:
                     z = example_slice(truth)

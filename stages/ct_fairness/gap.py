@@ -43,7 +43,9 @@ def significance_mark(p_value: float, levels: Sequence[float] = SIGNIFICANCE_LEV
 def gap_table(per_case: pd.DataFrame, metric: str, levels: Sequence[float] = SIGNIFICANCE_LEVELS) -> pd.DataFrame:
     """One row per (experiment, organ, test group): both means, the gap, Welch's p and its mark.
 
-    ``per_case`` has columns experiment, variable, dataset, test_group, train_group, organ, and ``metric``.
+    ``per_case`` has columns experiment, variable, dataset, test_group, train_group, organ, and ``metric``;
+    with a boolean ``missed`` column (organ in the truth, none predicted) the misses of the same- and
+    the other-group model are counted (``n_missed_same``, ``n_missed_other``).
     """
     rows = []
     keys = ["experiment", "variable", "dataset", "organ", "test_group"]
@@ -58,8 +60,18 @@ def gap_table(per_case: pd.DataFrame, metric: str, levels: Sequence[float] = SIG
             "mean_other": float(np.nanmean(other_rows[metric])) if np.isfinite(other_rows[metric]).any() else float("nan"),
             "gap_percent": gap, "p_value": p_value, "significance": significance_mark(p_value, levels),
             "n_cases": int(np.isfinite(same).sum()),
+            **missed_counts(rows_group, test_group),
         })
     return pd.DataFrame(rows)
+
+
+def missed_counts(rows: pd.DataFrame, test_group: str) -> dict[str, int]:
+    """Organs missed (in the truth, not predicted) by the same- and the other-group model in one cell."""
+    if "missed" not in rows.columns:
+        return {}
+    missed = rows["missed"].astype(bool)
+    same = rows.train_group == test_group
+    return {"n_missed_same": int(missed[same].sum()), "n_missed_other": int(missed[~same].sum())}
 
 
 def training_volume_spread(train_cases: Sequence[str], volumes: pd.DataFrame) -> dict[str, float]:

@@ -100,3 +100,20 @@ def test_a_rerun_writes_the_same_bytes(tiny_study, tmp_path):
     for folder in ("evaluation", "plots"):
         assert file_digests(data / folder) == file_digests(tiny_study.data / folder), folder
     assert (data / "metrics" / "evaluate.json").read_bytes() == (tiny_study.data / "metrics" / "evaluate.json").read_bytes()
+
+
+def test_missed_organs_get_the_worst_case_hd95_and_are_counted(tiny_study):
+    """Issue 18 item 2: an organ in the truth but not predicted scores the image diagonal (mm), never NaN,
+    and each gap cell counts the misses of both models."""
+    data = tiny_study.data
+    per_case = pd.read_csv(data / "evaluation" / "per_case.csv", dtype={"case": str})
+    grid = json.loads((data / "interim" / "preprocessed" / "preprocess.json").read_text())
+    diagonal = float(np.linalg.norm(np.array(grid["shape"]) * np.array(grid["spacing_mm"])))
+    present = per_case[per_case.dice.notna()]
+    assert present.hd95.notna().all()
+    missed = per_case[per_case.missed]
+    assert len(missed) and (missed.dice == 0).all()     # 4 training steps: the tiny models miss organs
+    np.testing.assert_allclose(missed.hd95, diagonal)
+    gaps = pd.read_csv(data / "evaluation" / "gaps.csv")
+    hd95 = gaps[gaps.metric == "hd95"]
+    assert hd95.n_missed_same.sum() + hd95.n_missed_other.sum() == len(missed)

@@ -112,3 +112,17 @@ def test_direction_agreement_rules():
     assert not direction_agrees("negative", [-1.0, 5.0], [0.5, 0.01])
     assert direction_agrees("none", [-3.0, 4.0], [0.2, 0.7])
     assert not direction_agrees("none", [-3.0, 4.0], [0.01, 0.7])
+
+
+def test_gap_table_counts_missed_organs_per_cell():
+    """Issue 18 item 2: each cell reports how often each model missed the organ (counted here by hand)."""
+    rows = []
+    for test, train, values, missed in (("F", "F", [0.9, 0.8, 0.0], [False, False, True]),
+                                        ("F", "M", [0.0, 0.0, 0.7], [True, True, False]),
+                                        ("M", "M", [0.8, 0.8, 0.8], [False] * 3), ("M", "F", [0.7, 0.7, 0.0], [False, False, True])):
+        for index, (value, miss) in enumerate(zip(values, missed, strict=True)):
+            rows.append({"experiment": "sex_x", "variable": "sex", "dataset": "x", "fold": 0, "case": f"{test}{index}",
+                         "test_group": test, "train_group": train, "organ": "pancreas", "dice": value, "missed": miss})
+    table = gap_table(pd.DataFrame(rows), "dice").set_index("test_group")
+    assert (table.loc["F", "n_missed_same"], table.loc["F", "n_missed_other"]) == (1, 2)
+    assert (table.loc["M", "n_missed_same"], table.loc["M", "n_missed_other"]) == (0, 1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from stages.ct_fairness.metrics import dice_and_hd95
+from stages.ct_fairness.metrics import dice_and_hd95, missed_organs
 from stages.ct_fairness.organs import NUM_CLASSES, amos_to_organ_table
 from stages.ct_fairness.phantom import Effects, Scanner, render_phantom, subject_anatomy
 
@@ -75,6 +75,10 @@ def test_equals_monai_on_phantom_label_maps():
             truth[truth == 2] = 0                                          # right kidney absent from the truth only
         dice, hd95 = dice_and_hd95(prediction, truth, spacing)
         expected_dice, expected_hd95 = monai_dice_and_hd95(prediction, truth, spacing)
+        # MONAI leaves a missed organ undefined; ours is the worst case, the image diagonal in mm
+        missed = np.array([(truth == o).any() and not (prediction == o).any() for o in range(1, 5)])
+        assert missed.any() == (seed == 1)
+        expected_hd95 = np.where(missed, np.linalg.norm(np.array(truth.shape) * np.array(spacing)), expected_hd95)
         np.testing.assert_allclose(dice, expected_dice, rtol=1e-6)        # MONAI computes in float32
         np.testing.assert_allclose(hd95, expected_hd95, rtol=1e-5)        # and interpolates the percentile in float32
         assert np.isfinite(dice).sum() >= 3 and np.isfinite(hd95).sum() >= 3
@@ -118,7 +122,12 @@ def test_hd95_of_a_pure_shift_is_the_shift_in_mm():
     assert hd95[0] == pytest.approx(2 * 1.5)
 
 
-def test_empty_prediction_gives_zero_dice_and_undefined_hd95():
-    truth = box((10, 10, 10), (2, 2, 2), (6, 6, 6), 2)
-    dice, hd95 = dice_and_hd95(np.zeros_like(truth), truth, (1.0, 1.0, 1.0))
-    assert dice[1] == 0.0 and math.isnan(hd95[1])
+def test_a_missed_organ_gets_the_image_diagonal_as_hd95():
+    """Issue 18 item 2: truth present, prediction empty -> Dice 0 and the worst-case HD95 (the image
+    diagonal in mm, by hand: sqrt((10*1.5)^2 + (12*1)^2 + (8*2.5)^2)); an organ absent from the truth stays NaN."""
+    truth = box((10, 12, 8), (2, 2, 2), (6, 6, 6), 2)
+    dice, hd95 = dice_and_hd95(np.zeros_like(truth), truth, (1.5, 1.0, 2.5))
+    assert dice[1] == 0.0 and hd95[1] == pytest.approx(math.sqrt(15.0 ** 2 + 12.0 ** 2 + 20.0 ** 2))
+    assert math.isnan(hd95[0]) and math.isnan(dice[0])
+    assert missed_organs(np.zeros_like(truth), truth).tolist() == [False, True, False, False]
+    assert not missed_organs(truth, truth).any()
