@@ -133,3 +133,39 @@ def direction_agrees(expected: str, gaps: Sequence[float], p_values: Sequence[fl
     if expected == "negative":
         return bool(np.isfinite(gaps_array).all() and gaps_array.mean() < 0)
     return bool(np.all(~(np.asarray(p_values, dtype=np.float64) <= alpha)))
+
+
+def organ_checks(cases: pd.DataFrame, per_case: pd.DataFrame, min_voxels: float, near_zero_dice: float) -> pd.DataFrame:
+    """Per organ: is it resolved on the preprocessed grid and learned at all? (issue 18 item 3; thresholds ours)
+
+    ``cases`` holds ``preprocessed_voxels_<organ>`` per case; ``per_case`` the test scores. An organ
+    whose median preprocessed voxel count is below ``min_voxels``, or whose mean same-group Dice is
+    below ``near_zero_dice``, gets a warning: its gaps compare noise, not generalisation.
+    """
+    same = per_case[per_case.test_group == per_case.train_group]
+    same_dice = same.groupby("organ")["dice"].mean()
+    rows = []
+    for organ in ORGANS:
+        voxels = float(cases[f"preprocessed_voxels_{organ}"].median())
+        dice = float(same_dice.get(organ, np.nan))
+        problems = []
+        if voxels < min_voxels:
+            problems.append(f"median {voxels:g} voxels on the preprocessed grid, below the floor of {min_voxels:g}")
+        if not dice >= near_zero_dice:
+            problems.append(f"same-group Dice {dice:.3f}, below {near_zero_dice:g} (not learned)")
+        rows.append({"organ": organ, "median_preprocessed_voxels": voxels, "same_group_dice": dice,
+                     "below_voxel_floor": voxels < min_voxels, "near_zero_dice": not dice >= near_zero_dice,
+                     "warning": "; ".join(problems)})
+    return pd.DataFrame(rows)
+
+
+def flag_low_dice(gaps: pd.DataFrame, min_dice: float) -> pd.DataFrame:
+    """``gaps`` with ``low_dice``: the cell's mean Dice (average of the same- and other-group means) is
+    below ``min_dice`` (ours, 0.5 by default), so its gap is not to be trusted; HD95 rows take the flag
+    of the Dice row of the same cell."""
+    keys = ["experiment", "organ", "test_group"]
+    dice = gaps[gaps.metric == "dice"].set_index(keys)
+    mean_dice = (dice.mean_same + dice.mean_other) / 2
+    low = ~(mean_dice >= min_dice)
+    flags = [bool(low.get(tuple(row), True)) for row in gaps[keys].itertuples(index=False)]
+    return gaps.assign(low_dice=flags)

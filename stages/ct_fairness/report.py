@@ -23,8 +23,9 @@ class ReportParams(StrictModel):
     examples: int = Field(ge=0)   # example segmentation figures (one per experiment and test group, at most)
 
 
-def gap_cell(gap: float, mark: str) -> str:
-    return "n/a" if not np.isfinite(gap) else f"{gap:+.1f}%{mark}"
+def gap_cell(gap: float, mark: str, low_dice: bool = False) -> str:
+    """The gap with its significance mark; cells whose mean Dice is below evaluate.min_reliable_dice end in ' (low Dice)'."""
+    return "n/a" if not np.isfinite(gap) else f"{gap:+.1f}%{mark}" + (" (low Dice)" if low_dice else "")
 
 
 def gap_matrix(gaps: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -34,7 +35,7 @@ def gap_matrix(gaps: pd.DataFrame, metric: str) -> pd.DataFrame:
     for (experiment, organ), block in selected.groupby(["experiment", "organ"], sort=False):
         row = {"experiment": experiment, "organ": organ}
         for item in block.itertuples():
-            row[f"test {item.test_group}: gap"] = gap_cell(item.gap_percent, item.significance)
+            row[f"test {item.test_group}: gap"] = gap_cell(item.gap_percent, item.significance, bool(getattr(item, "low_dice", False)))
             row[f"test {item.test_group}: p"] = item.p_value
             row[f"test {item.test_group}: same / other"] = f"{item.mean_same:.3f} / {item.mean_other:.3f}"
         rows.append(row)
@@ -167,6 +168,14 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
         page.paragraph(f"Synthetic truth: the measured gaps point the way the generator's known shifts predict in "
                        f"{summary.get('truth_direction_agrees', 0)} of {summary.get('truth_rows', 0)} (experiment, organ) cells.")
 
+    warnings = summary.get("organ_warnings", {})
+    if warnings:
+        page.paragraph("Warning: these organs' gaps are not evidence of a population effect (the claim "
+                       "'every_organ_resolved_and_learned' does not hold): "
+                       + "; ".join(f"{organ}: {text}" for organ, text in warnings.items()) + ".", note=True)
+    if summary.get("low_dice_gaps"):
+        page.paragraph(f"{summary['low_dice_gaps']} of {summary['gap_cells']} Dice gap cells have a mean Dice below "
+                       "the reliability floor and are marked '(low Dice)'.", note=True)
     page.heading("Dice performance gaps")
     page.table(gap_matrix(gaps, "dice"), "gap with significance mark; p from Welch's t-test; mean Dice of the same-group / other-group model")
     page.figure(gap_bars(gaps), "Dice gap per organ and test group (* p <= 0.05, ** p <= 0.01)")

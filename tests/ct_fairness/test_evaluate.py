@@ -117,3 +117,28 @@ def test_missed_organs_get_the_worst_case_hd95_and_are_counted(tiny_study):
     gaps = pd.read_csv(data / "evaluation" / "gaps.csv")
     hd95 = gaps[gaps.metric == "hd95"]
     assert hd95.n_missed_same.sum() + hd95.n_missed_other.sum() == len(missed)
+
+
+def test_unresolved_or_unlearned_organs_are_a_claim_that_does_not_hold(tiny_study):
+    """Issue 18 item 3 on the tiny run (16 mm grid, 4 training steps): the organ checks recomputed from
+    cases.csv and per_case.csv, the claim false exactly when some organ is warned about, the report warns."""
+    data = tiny_study.data
+    cases = pd.read_csv(data / "interim" / "preprocessed" / "cases.csv", dtype={"case": str})
+    per_case = pd.read_csv(data / "evaluation" / "per_case.csv", dtype={"case": str})
+    checks = pd.read_csv(data / "evaluation" / "organ_checks.csv", keep_default_na=False, na_values=[""]).set_index("organ")
+    params = tiny_study.contexts["ct_fairness-evaluate"].params
+    same = per_case[per_case.test_group == per_case.train_group].groupby("organ").dice.mean()
+    for organ in ORGANS:
+        median = cases[f"preprocessed_voxels_{organ}"].median()
+        assert checks.loc[organ, "median_preprocessed_voxels"] == median
+        assert checks.loc[organ, "below_voxel_floor"] == (median < params.min_organ_voxels)
+        assert checks.loc[organ, "near_zero_dice"] == (same[organ] < params.near_zero_dice)
+    warned = checks.below_voxel_floor | checks.near_zero_dice
+    assert warned.any()                                   # the tiny models have not learned every organ
+    claims = json.loads((data / "metrics" / "claims.json").read_text())["claims"]
+    assert claims["every_organ_resolved_and_learned"]["holds"] is False
+    html = (data / "report" / "index.html").read_text()
+    assert "every_organ_resolved_and_learned" in html and all(organ in html for organ in checks.index[warned])
+    gaps = pd.read_csv(data / "evaluation" / "gaps.csv")
+    dice = gaps[gaps.metric == "dice"]
+    np.testing.assert_array_equal(dice.low_dice, ~((dice.mean_same + dice.mean_other) / 2 >= params.min_reliable_dice))

@@ -9,7 +9,9 @@ from scipy import stats
 from stages.ct_fairness.gap import (
     direction_agrees,
     expected_direction,
+    flag_low_dice,
     gap_table,
+    organ_checks,
     performance_gap,
     significance_mark,
     training_volume_spread,
@@ -126,3 +128,25 @@ def test_gap_table_counts_missed_organs_per_cell():
     table = gap_table(pd.DataFrame(rows), "dice").set_index("test_group")
     assert (table.loc["F", "n_missed_same"], table.loc["F", "n_missed_other"]) == (1, 2)
     assert (table.loc["M", "n_missed_same"], table.loc["M", "n_missed_other"]) == (0, 1)
+
+
+def test_organ_checks_warn_below_the_voxel_floor_and_at_near_zero_dice():
+    """Issue 18 item 3: a pancreas of median 3 voxels and a kidney never learned are warned about; the rest pass."""
+    cases = pd.DataFrame({"preprocessed_voxels_liver": [900, 1000, 1100], "preprocessed_voxels_kidney_right": [60, 70, 80],
+                          "preprocessed_voxels_kidney_left": [60, 70, 80], "preprocessed_voxels_pancreas": [0, 3, 40]})
+    dice = {"liver": 0.9, "kidney_right": 0.01, "kidney_left": 0.6, "pancreas": 0.3}
+    per_case = pd.DataFrame([{"test_group": g, "train_group": h, "organ": o, "dice": d if g == h else 0.0}
+                             for o, d in dice.items() for g in "FM" for h in "FM"])
+    checks = organ_checks(cases, per_case, min_voxels=20, near_zero_dice=0.05).set_index("organ")
+    assert checks.loc["pancreas", "median_preprocessed_voxels"] == 3
+    assert checks.below_voxel_floor.to_dict() == {"liver": False, "kidney_right": False, "kidney_left": False, "pancreas": True}
+    assert checks.near_zero_dice.to_dict() == {"liver": False, "kidney_right": True, "kidney_left": False, "pancreas": False}
+    assert "below the floor of 20" in checks.loc["pancreas", "warning"] and "not learned" in checks.loc["kidney_right", "warning"]
+    assert checks.loc["liver", "warning"] == "" == checks.loc["kidney_left", "warning"]
+
+
+def test_gaps_with_mean_dice_below_the_floor_are_flagged():
+    gaps = pd.DataFrame([{"experiment": "e", "organ": o, "test_group": "F", "metric": m, "mean_same": s, "mean_other": t}
+                         for o, s, t in (("liver", 0.9, 0.8), ("pancreas", 0.6, 0.3)) for m in ("dice", "hd95")])
+    flagged = flag_low_dice(gaps, 0.5)
+    assert flagged.low_dice.tolist() == [False, False, True, True]   # 0.45 < 0.5; the HD95 row takes the Dice row's flag
