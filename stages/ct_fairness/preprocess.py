@@ -1,7 +1,9 @@
 """ct_fairness-preprocess: window, resample and crop every case; write the paper's group splits and folds.
 
 Each case goes through :func:`stages.ct_fairness.transforms.preprocessing_chain` (CT window to
-[0, 1], common spacing, body crop, fixed shape) and is saved as ``<dataset>/<case>.npz``. The
+[0, 1], common spacing, a fixed-shape crop centred on the labelled organs); a case whose crop cuts
+away more than ``max_crop_loss`` of an organ is refused, and each organ's loss against its native
+volume (resampling and crop) is recorded in ``cases.csv`` (``organ_loss_<organ>``) and is saved as ``<dataset>/<case>.npz``. The
 splits (sex and age within each of ``group_datasets``, and dataset against dataset) follow
 :mod:`stages.ct_fairness.folds`; a group too small for the folds stops the stage naming the sizes.
 Cases are read from where ``interim/ingest/dataset.json`` says each dataset lies (``raw/`` or the
@@ -26,7 +28,14 @@ from stages.common.stage import Metrics, StageContext, run_stage
 from stages.ct_fairness.datasets import CaseRecord, DatasetName, read_case
 from stages.ct_fairness.folds import SPLITS_FILE, age_group, build_experiments, split_table
 from stages.ct_fairness.organs import ORGANS
-from stages.ct_fairness.transforms import preprocess_case, preprocessing_chain
+from stages.ct_fairness.transforms import (
+    crop_around_organs,
+    crop_losses,
+    organ_losses,
+    preprocessing_chain,
+    resample_case,
+    voxel_counts,
+)
 
 MANIFEST_COLUMNS = ("case", "dataset", "age", "sex", "image_path", "label_path", "label_style",
                     *(f"volume_ml_{o}" for o in ORGANS))
@@ -51,6 +60,7 @@ class PreprocessParams(StrictModel):
     folds: int = Field(ge=2)
     group_datasets: list[DatasetName]
     cross_dataset: bool
+    max_crop_loss: float = Field(ge=0, le=1)   # ours: refuse a case whose crop cuts away more of an organ
     num_threads: int = Field(ge=1)   # torch threads of the MONAI transforms (CPU)
 
     @model_validator(mode="after")
@@ -71,6 +81,16 @@ def load_ingest(folder: Path, repo: Path) -> tuple[pd.DataFrame, dict]:
 def record_from_row(row) -> CaseRecord:
     return CaseRecord(str(row.case), str(row.dataset), str(row.image_path), str(row.label_path), str(row.label_style),
                       row.age, row.sex)
+
+
+def check_crop(case: str, resampled_voxels: list[int], cropped_voxels: list[int], max_loss: float) -> None:
+    """Refuse a case whose fixed-shape crop cut away more than ``max_loss`` of an organ (issue 18 item 1)."""
+    for organ, before, after, loss in zip(ORGANS, resampled_voxels, cropped_voxels,
+                                          crop_losses(resampled_voxels, cropped_voxels), strict=True):
+        if loss > max_loss:
+            raise BadInputError(f"{case}: the crop to preprocess.shape kept {after} of the {organ}'s {before} voxels "
+                                f"({100 * loss:.0f}% cut away, over ct_fairness.preprocess.max_crop_loss {max_loss:g}); "
+                                "enlarge preprocess.shape")
 
 
 def preprocess(ctx: StageContext[PreprocessParams]) -> Metrics:
@@ -95,13 +115,18 @@ def preprocess(ctx: StageContext[PreprocessParams]) -> Metrics:
     with atomic_directory(ctx.out("interim/preprocessed")) as staging:
         for row in progress(list(manifest.itertuples()), "preprocessing cases", len(manifest)):
             volumes = read_case(info["roots"][row.dataset], record_from_row(row), merged_ids)
-            image, label = preprocess_case(volumes.image, volumes.label, volumes.spacing, chain)
+            resampled_image, resampled_label = resample_case(volumes.image, volumes.label, volumes.spacing, chain)
+            image, label = crop_around_organs(resampled_image, resampled_label, chain.shape)
+            voxels = voxel_counts(label, len(ORGANS))
+            check_crop(f"{row.dataset}/{row.case}", voxel_counts(resampled_label, len(ORGANS)), voxels, p.max_crop_loss)
+            losses = organ_losses([float(getattr(row, f"volume_ml_{o}")) for o in ORGANS], voxels, p.spacing_mm)
             relative = f"{row.dataset}/{row.case}.npz"
             write_npz(staging / relative, {"image": image.astype("float32"), "label": label})
             rows.append({"case": row.case, "dataset": row.dataset, "sex": row.sex, "age": row.age,
                          "age_group": row.age_group, "path": relative,
                          **{f"volume_ml_{o}": getattr(row, f"volume_ml_{o}") for o in ORGANS},
-                         **{f"preprocessed_voxels_{o}": int((label == i + 1).sum()) for i, o in enumerate(ORGANS)}})
+                         **{f"preprocessed_voxels_{o}": v for o, v in zip(ORGANS, voxels, strict=True)},
+                         **{f"organ_loss_{o}": round(float(v), 6) for o, v in zip(ORGANS, losses, strict=True)}})
         write_table(staging / "cases.csv", pd.DataFrame(rows))
         write_json(staging / "preprocess.json", {"window_hu": p.window_hu, "spacing_mm": p.spacing_mm, "shape": p.shape})
     splits = ctx.out("interim/splits")
@@ -110,7 +135,9 @@ def preprocess(ctx: StageContext[PreprocessParams]) -> Metrics:
                                            "experiments": [asdict(e) for e in experiments]})
         write_table(staging / "folds.csv", split_table(experiments))
     ctx.log_artifact(splits / SPLITS_FILE)
-    return {"cases": len(rows), "experiments": len(experiments), **{f"block_size.{e.name}": e.block_size for e in experiments}}
+    table = pd.DataFrame(rows)
+    return {"cases": len(rows), "experiments": len(experiments), **{f"block_size.{e.name}": e.block_size for e in experiments},
+            **{f"max_organ_loss.{o}": float(table[f"organ_loss_{o}"].max()) for o in ORGANS}}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.common.badinput import BadInputError
 from stages.common.params import ParamsError, validate_step
 from stages.ct_fairness.folds import GroupTooSmallError
 from stages.ct_fairness.ingest import ingest
@@ -81,4 +82,23 @@ def test_a_group_too_small_for_the_folds_names_every_size(tmp_path):
                                                  r"\(group sizes F=2, M=2; each group needs at least 5 cases\)"):
         run_step(preprocess, tmp_path, small)
     assert not (tmp_path / "data" / "ct_fairness" / "interim" / "splits").exists()
+    assert not (tmp_path / "data" / "ct_fairness" / "interim" / "preprocessed").exists()
+
+
+def test_organ_losses_against_the_native_volume_are_recorded(tiny_study):
+    """Issue 18 item 1: cases.csv's organ_loss is 1 - preprocessed ml / native ml, recomputed from the manifest."""
+    cases = pd.read_csv(tiny_study.data / "interim" / "preprocessed" / "cases.csv", dtype={"case": str}).set_index("case")
+    manifest = pd.read_csv(tiny_study.data / "interim" / "ingest" / "manifest.csv", dtype={"case": str}).set_index("case")
+    for organ in ORGANS:
+        kept = cases[f"preprocessed_voxels_{organ}"] * 16.0 ** 3 / 1000
+        expected = 1 - kept / manifest.loc[cases.index, f"volume_ml_{organ}"]
+        np.testing.assert_allclose(cases[f"organ_loss_{organ}"], expected, atol=1e-5)
+
+
+def test_a_case_losing_an_organ_to_the_crop_is_refused_by_name(tmp_path):
+    """A grid too small for the liver (shape 4 x 4 x 4 at 16 mm) stops preprocess naming the case, the organ and the key."""
+    run_step(ingest, tmp_path, TINY)
+    with pytest.raises(BadInputError, match=r"(totalsegmentator/s\d+|amos/amos_\d+): the crop to preprocess.shape kept \d+ of the liver's "
+                                            r"\d+ voxels .* over ct_fairness.preprocess.max_crop_loss 0.05"):
+        run_step(preprocess, tmp_path, {**TINY, "ct_fairness.preprocess.shape": [4, 4, 4]})
     assert not (tmp_path / "data" / "ct_fairness" / "interim" / "preprocessed").exists()
