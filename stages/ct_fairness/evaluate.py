@@ -30,6 +30,7 @@ from stages.ct_fairness.gap import (
     expected_direction,
     flag_low_dice,
     gap_table,
+    mark_corrected,
     organ_checks,
     training_volume_spread,
     true_group_effects,
@@ -49,6 +50,7 @@ class EvaluateParams(StrictModel):
     min_organ_voxels: float = Field(ge=0)         # ours: median preprocessed voxels an organ needs for its gaps to count
     near_zero_dice: float = Field(ge=0, le=1)     # ours: same-group Dice below this = the organ was not learned
     min_reliable_dice: float = Field(ge=0, le=1)  # ours: a gap cell whose mean Dice is below this is flagged
+    bootstrap_resamples: int = Field(ge=0)        # ours: fold-bootstrap resamples of each gap's interval (0: none)
     num_threads: int = Field(ge=1)
 
     @field_validator("significance")
@@ -148,10 +150,11 @@ def summary_metrics(gaps: pd.DataFrame, per_case: pd.DataFrame, fits: pd.DataFra
                     checks: pd.DataFrame) -> dict:
     """Flat-ish JSON for DVC metrics and MLflow: each gap and p, mean |gap| per variable, fits, truth agreement."""
     dice = gaps[gaps.metric == "dice"]
-    summary: dict = {"gap": {}, "p_value": {}, "mean_abs_gap_percent": {}, "mean_dice": {}}
+    summary: dict = {"gap": {}, "p_value": {}, "p_paired_corrected": {}, "mean_abs_gap_percent": {}, "mean_dice": {}}
     for row in dice.itertuples():
         summary["gap"].setdefault(row.experiment, {}).setdefault(row.organ, {})[row.test_group] = row.gap_percent
         summary["p_value"].setdefault(row.experiment, {}).setdefault(row.organ, {})[row.test_group] = row.p_value
+        summary["p_paired_corrected"].setdefault(row.experiment, {}).setdefault(row.organ, {})[row.test_group] = row.p_paired_corrected
     for variable, rows in dice.groupby("variable"):
         summary["mean_abs_gap_percent"][variable] = float(rows.gap_percent.abs().mean())
     same = per_case[per_case.test_group == per_case.train_group]
@@ -174,6 +177,7 @@ def flatten_for_mlflow(summary: dict) -> dict[str, float]:
             for group, value in groups.items():
                 flat[f"gap.{experiment}.{organ}.{group}"] = value
                 flat[f"p.{experiment}.{organ}.{group}"] = summary["p_value"][experiment][organ][group]
+                flat[f"p_paired_bh.{experiment}.{organ}.{group}"] = summary["p_paired_corrected"][experiment][organ][group]
     flat.update({f"mean_abs_gap.{k}": v for k, v in summary["mean_abs_gap_percent"].items()})
     flat.update({f"dice.{k}": v for k, v in summary["mean_dice"].items()})
     flat.update({f"volume_diversity_r.{k}": v for k, v in summary["volume_diversity_r"].items()})
@@ -222,7 +226,9 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
         listing, folder = models[experiment["variable"]]
         rows += score_experiment(experiment, listing, folder, cases, preprocessed, spacing, p, device, examples)
     per_case = pd.DataFrame(rows)
-    gaps = pd.concat([gap_table(per_case, metric, p.significance) for metric in ("dice", "hd95")], ignore_index=True)
+    gaps = pd.concat([gap_table(per_case, metric, p.significance, p.bootstrap_resamples, ctx.common.seed)
+                      for metric in ("dice", "hd95")], ignore_index=True)
+    gaps = mark_corrected(gaps, p.significance)   # BH over every paired test of the run
     all_models = pd.concat([listing for listing, _ in models.values()], ignore_index=True)
     diversity = volume_diversity(all_models, per_case, cases.set_index("case"))
     fits = pd.DataFrame([{"organ": organ, **volume_diversity_fit(rows_organ.volume_sd_ml, rows_organ.dice)}
@@ -246,7 +252,8 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     write_claims(ctx, paper_claims(summary))
     ctx.log_artifact(ctx.out("evaluation/gaps.csv"))
     for row in dice_gaps.itertuples():
-        print(f"{row.experiment:28s} {row.organ:13s} test {row.test_group:16s} gap {row.gap_percent:+7.2f}%  p={row.p_value:.3g}{row.significance}"
+        print(f"{row.experiment:28s} {row.organ:13s} test {row.test_group:16s} gap {row.gap_percent:+7.2f}% [{row.gap_low:+.1f}, {row.gap_high:+.1f}]  "
+              f"Welch p={row.p_value:.3g}{row.significance_welch}  paired BH p={row.p_paired_corrected:.3g}{row.significance}"
               + ("  (low Dice)" if row.low_dice else ""))
     return flatten_for_mlflow(summary)
 

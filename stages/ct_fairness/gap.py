@@ -4,9 +4,16 @@ For organ o and test group g, with D(g | h) the mean score on g of the model tra
 
     PG_g = 100 * (D(g | other) - D(g | same)) / mean(D(g | same), D(g | other))
 
-with Welch's t-test (unequal variances) over the test cases. A negative Dice gap means the
+with Welch's t-test (unequal variances) over the test cases, as the paper. A negative Dice gap means the
 model trained on the other group does worse on g. For HD95 (lower is better) the same formula
 is applied, so there a positive gap means worse.
+
+Beside the paper's Welch test (ours, issue 18 item 4): the same test cases are scored by both
+models, so a paired test fits: Wilcoxon's signed-rank test of the per-case differences
+(``scipy.stats.wilcoxon``, two-sided, zero differences dropped), corrected over every test of a run
+by Benjamini-Hochberg (``scipy.stats.false_discovery_control``); the report marks significance by
+the corrected paired p. The gap's interval is a percentile bootstrap over folds (a fold's test
+cases and models resampled together), since training variance shows between folds.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from stages.common.stats import mean_gap
+from stages.common.stats import bootstrap_interval, grouped_indices, mean_gap
 from stages.ct_fairness.organs import ORGANS
 
 SIGNIFICANCE_LEVELS = (0.05, 0.01)
@@ -40,8 +47,71 @@ def significance_mark(p_value: float, levels: Sequence[float] = SIGNIFICANCE_LEV
     return "**" if p_value <= strict else "*" if p_value <= loose else ""
 
 
-def gap_table(per_case: pd.DataFrame, metric: str, levels: Sequence[float] = SIGNIFICANCE_LEVELS) -> pd.DataFrame:
-    """One row per (experiment, organ, test group): both means, the gap, Welch's p and its mark.
+def paired_wilcoxon(same: Sequence[float], other: Sequence[float]) -> float:
+    """Two-sided p of Wilcoxon's signed-rank test of ``other - same`` over cases scored by both models.
+
+    Pairs with a non-finite score are left out; zero differences are dropped (scipy's ``"wilcox"``).
+    NaN with fewer than two non-zero pairs, except that all-zero differences give p = 1.
+    """
+    from scipy import stats as scipy_stats
+
+    a, b = np.asarray(same, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    difference = b[keep] - a[keep]
+    if len(difference) and not difference.any():
+        return 1.0
+    if np.count_nonzero(difference) < 2:
+        return float("nan")
+    return float(scipy_stats.wilcoxon(difference, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def fold_bootstrap_gap(folds: Sequence[int], same: Sequence[float], other: Sequence[float],
+                       n_resamples: int, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the pooled gap, resampling whole folds (their cases stay together).
+
+    ``folds[i]`` is the fold of case-pair i with scores ``same[i]`` and ``other[i]`` (NaNs left out of
+    the means). Draws come from :func:`stages.common.stats.bootstrap_interval` (units = folds).
+    """
+    labels, members = grouped_indices([str(f) for f in folds])
+    a, b = np.asarray(same, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    sums = np.array([[np.nansum(a[m]), np.isfinite(a[m]).sum(), np.nansum(b[m]), np.isfinite(b[m]).sum()] for m in members])
+
+    def gap(indices: np.ndarray) -> float:
+        total = sums[indices].sum(axis=0)
+        if total[1] == 0 or total[3] == 0:
+            return float("nan")
+        mean_same, mean_other = total[0] / total[1], total[2] / total[3]
+        centre = (mean_same + mean_other) / 2
+        return float(100.0 * (mean_other - mean_same) / centre) if centre != 0 else float("nan")
+
+    return bootstrap_interval(gap, len(labels), n_resamples, confidence, seed)
+
+
+def corrected_p_values(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p values (``scipy.stats.false_discovery_control``) over the finite ones; NaN stays NaN."""
+    from scipy import stats as scipy_stats
+
+    values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full_like(values, np.nan)
+    finite = np.isfinite(values)
+    if finite.any():
+        adjusted[finite] = scipy_stats.false_discovery_control(values[finite], method="bh")
+    return adjusted
+
+
+def mark_corrected(gaps: pd.DataFrame, levels: Sequence[float] = SIGNIFICANCE_LEVELS) -> pd.DataFrame:
+    """Add ``p_paired_corrected`` (BH over every row's paired p: all tests of the run) and set ``significance``
+    from it; the paper's Welch mark stays in ``significance_welch``."""
+    adjusted = corrected_p_values(gaps.p_paired.to_numpy())
+    return gaps.assign(p_paired_corrected=adjusted, significance=[significance_mark(p, levels) for p in adjusted])
+
+
+def gap_table(per_case: pd.DataFrame, metric: str, levels: Sequence[float] = SIGNIFICANCE_LEVELS,
+              n_resamples: int = 0, seed: int = 0) -> pd.DataFrame:
+    """One row per (experiment, organ, test group): both means, the gap, Welch's p (the paper's, ``p_value``,
+    marked in ``significance_welch``), the paired Wilcoxon p (``p_paired``), and, with ``n_resamples``,
+    the fold-bootstrap interval of the gap (``gap_low``, ``gap_high``). ``significance`` starts as the
+    Welch mark; :func:`mark_corrected` replaces it by the corrected paired test's.
 
     ``per_case`` has columns experiment, variable, dataset, test_group, train_group, organ, and ``metric``;
     with a boolean ``missed`` column (organ in the truth, none predicted) the misses of the same- and
@@ -53,12 +123,19 @@ def gap_table(per_case: pd.DataFrame, metric: str, levels: Sequence[float] = SIG
         same = rows_group.loc[rows_group.train_group == test_group, metric].to_numpy()
         other_rows = rows_group[rows_group.train_group != test_group]
         gap, p_value = performance_gap(same, other_rows[metric].to_numpy())
+        pairs = (rows_group.assign(same_model=rows_group.train_group == test_group)
+                 .pivot_table(index=["fold", "case"], columns="same_model", values=metric, aggfunc="first", dropna=False)
+                 .reindex(columns=[True, False]))
+        interval = (fold_bootstrap_gap(pairs.index.get_level_values("fold"), pairs[True], pairs[False], n_resamples, seed=seed)
+                    if n_resamples else (float("nan"), float("nan")))
         rows.append({
             "experiment": experiment, "variable": variable, "dataset": dataset, "organ": organ, "metric": metric,
             "test_group": test_group, "other_group": str(other_rows.train_group.iloc[0]) if len(other_rows) else "",
             "mean_same": float(np.nanmean(same)) if np.isfinite(same).any() else float("nan"),
             "mean_other": float(np.nanmean(other_rows[metric])) if np.isfinite(other_rows[metric]).any() else float("nan"),
-            "gap_percent": gap, "p_value": p_value, "significance": significance_mark(p_value, levels),
+            "gap_percent": gap, "gap_low": interval[0], "gap_high": interval[1],
+            "p_value": p_value, "significance_welch": significance_mark(p_value, levels),
+            "p_paired": paired_wilcoxon(pairs[True], pairs[False]), "significance": significance_mark(p_value, levels),
             "n_cases": int(np.isfinite(same).sum()),
             **missed_counts(rows_group, test_group),
         })

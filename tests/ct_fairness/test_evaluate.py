@@ -64,6 +64,10 @@ def test_gaps_follow_the_formula_over_pooled_folds(tiny_study):
             continue
         assert row.gap_percent == pytest.approx(100 * (other.mean() - same.mean()) / ((same.mean() + other.mean()) / 2))
         assert row.p_value == pytest.approx(stats.ttest_ind(same, other, equal_var=False).pvalue)
+        paired = block.pivot_table(index="case", columns="train_group", values="dice").dropna()
+        difference = paired[row.other_group] - paired[row.test_group]
+        if (difference != 0).sum() >= 2:
+            assert row.p_paired == pytest.approx(stats.wilcoxon(difference).pvalue)
         checked += 1
     assert checked >= 3
     summary = json.loads((tiny_study.data / "metrics" / "evaluate.json").read_text())
@@ -142,3 +146,23 @@ def test_unresolved_or_unlearned_organs_are_a_claim_that_does_not_hold(tiny_stud
     gaps = pd.read_csv(data / "evaluation" / "gaps.csv")
     dice = gaps[gaps.metric == "dice"]
     np.testing.assert_array_equal(dice.low_dice, ~((dice.mean_same + dice.mean_other) / 2 >= params.min_reliable_dice))
+
+
+def test_significance_is_marked_by_the_bh_corrected_paired_test(tiny_study):
+    """Issue 18 item 4: BH over every paired p of the run (Dice and HD95 rows together), by hand; marks follow it;
+    the paper's Welch mark is kept in its own column."""
+    gaps = pd.read_csv(tiny_study.data / "evaluation" / "gaps.csv", keep_default_na=False, na_values=[""])
+    finite = gaps.p_paired.notna()
+    p = gaps.p_paired[finite].to_numpy()
+    order = np.argsort(p)
+    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1, np.minimum.accumulate(ranked[::-1])[::-1])
+    np.testing.assert_allclose(gaps.p_paired_corrected[finite], adjusted)
+    levels = tiny_study.contexts["ct_fairness-evaluate"].params.significance
+    expected = ["**" if q <= min(levels) else "*" if q <= max(levels) else "" for q in gaps.p_paired_corrected.fillna(1)]
+    assert gaps.significance.fillna("").tolist() == expected
+    welch = ["**" if q <= min(levels) else "*" if q <= max(levels) else "" for q in gaps.p_value.fillna(1)]
+    assert gaps.significance_welch.fillna("").tolist() == welch
+    html = (tiny_study.data / "report" / "index.html").read_text()
+    assert "Welch p (paper&#x27;s)" in html or "Welch p (paper's)" in html

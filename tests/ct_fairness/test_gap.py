@@ -7,11 +7,15 @@ import pytest
 from scipy import stats
 
 from stages.ct_fairness.gap import (
+    corrected_p_values,
     direction_agrees,
     expected_direction,
     flag_low_dice,
+    fold_bootstrap_gap,
     gap_table,
+    mark_corrected,
     organ_checks,
+    paired_wilcoxon,
     performance_gap,
     significance_mark,
     training_volume_spread,
@@ -150,3 +154,45 @@ def test_gaps_with_mean_dice_below_the_floor_are_flagged():
                          for o, s, t in (("liver", 0.9, 0.8), ("pancreas", 0.6, 0.3)) for m in ("dice", "hd95")])
     flagged = flag_low_dice(gaps, 0.5)
     assert flagged.low_dice.tolist() == [False, False, True, True]   # 0.45 < 0.5; the HD95 row takes the Dice row's flag
+
+
+def test_paired_wilcoxon_against_the_exact_distribution_by_hand():
+    """Issue 18 item 4: five pairs all improving: exact two-sided p = 2 / 2^5; a NaN pair is left out; no change gives 1."""
+    same = [0.5, 0.6, 0.7, 0.4, 0.55, np.nan]
+    other = [0.6, 0.62, 0.9, 0.45, 0.58, 0.3]
+    assert paired_wilcoxon(same, other) == pytest.approx(2 / 32)
+    assert paired_wilcoxon([0.5, 0.6], [0.5, 0.6]) == 1.0 and math.isnan(paired_wilcoxon([0.5], [0.6]))
+
+
+def test_benjamini_hochberg_by_hand():
+    adjusted = corrected_p_values([0.01, 0.04, 0.03, np.nan, 0.5])
+    np.testing.assert_allclose(adjusted, [0.04, 0.16 / 3, 0.16 / 3, np.nan, 0.5])
+
+
+def test_fold_bootstrap_interval_resamples_whole_folds():
+    """Every fold with the same gap: a zero-width interval at that gap; two folds of gaps -40 % and 0 %: within them."""
+    folds = [0, 0, 1, 1, 2, 2]
+    same, other = [0.8, 0.6, 0.8, 0.6, 0.8, 0.6], [0.4, 0.3, 0.4, 0.3, 0.4, 0.3]
+    low, high = fold_bootstrap_gap(folds, same, other, 200)
+    assert low == pytest.approx(100 * (0.35 - 0.7) / 0.525) == high
+    low, high = fold_bootstrap_gap([0, 0, 1, 1], [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.3, 0.3], 400)
+    assert -50.0 <= low < high <= 0.0 and low == pytest.approx(-50.0) and high == pytest.approx(0.0)
+
+
+def test_gap_table_pairs_cases_and_marks_by_the_corrected_paired_test():
+    rows = []
+    same = [0.9, 0.8, 0.85, 0.95, 0.7, 0.75]
+    other = [0.7, 0.6, 0.65, 0.75, 0.68, np.nan]
+    for index, (s_value, o_value) in enumerate(zip(same, other, strict=True)):
+        for train, value in (("F", s_value), ("M", o_value)):
+            rows.append({"experiment": "sex_x", "variable": "sex", "dataset": "x", "fold": index % 3, "case": f"F{index}",
+                         "test_group": "F", "train_group": train, "organ": "liver", "dice": value})
+    table = gap_table(pd.DataFrame(rows), "dice", n_resamples=100)
+    row = table.iloc[0]
+    assert row.p_paired == pytest.approx(2 / 32)                         # five finite pairs, all worse under M
+    assert row.p_value == pytest.approx(stats.ttest_ind(same, other[:5], equal_var=False).pvalue)
+    assert row.significance_welch == significance_mark(row.p_value)
+    assert row.gap_low <= row.gap_percent <= row.gap_high
+    marked = mark_corrected(pd.concat([table, table.assign(p_paired=0.5)], ignore_index=True))
+    assert marked.p_paired_corrected.tolist() == pytest.approx([0.125, 0.5])
+    assert marked.significance.tolist() == ["", ""]
