@@ -3,7 +3,8 @@
 Every fold's balanced test set is segmented by both of the fold's models (trained on one group
 each); the performance gap of each test group (:func:`stages.ct_fairness.gap.performance_gap`)
 pools the folds. The cross-dataset gap is the same computation on the dataset experiment.
-Training-set organ-volume spread is set against test Dice (Pearson r). With the synthetic
+Training-set organ-volume spread is set against test Dice (Pearson r), one point per training group
+pooled over its folds (as the authors' ``volumeAnalysis.py``). With the synthetic
 default, the generator's true group differences (the truth table ingest keeps beside the
 manifest) are put beside the measured gaps.
 """
@@ -32,9 +33,9 @@ from stages.ct_fairness.gap import (
     gap_table,
     mark_corrected,
     organ_checks,
-    training_volume_spread,
     true_group_effects,
     volume_diversity_fit,
+    volume_diversity_points,
 )
 from stages.ct_fairness.metrics import dice_and_hd95, missed_organs
 from stages.ct_fairness.model import load_network, predict_labels
@@ -106,18 +107,6 @@ def score_experiment(experiment: dict, models: pd.DataFrame, models_dir: Path, c
                     examples[key] = {"image": image[0, :, :, z], "truth": truth[:, :, z], "same": predictions[test_group][:, :, z],
                                      "other": predictions[other][:, :, z], "case": case, "other_group": other}
     return rows
-
-
-def volume_diversity(models: pd.DataFrame, per_case: pd.DataFrame, volumes: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, organ): training-set volume SD (ml) and the model's mean Dice on its fold's test set."""
-    mean_dice = per_case.groupby(["experiment", "fold", "train_group", "organ"])["dice"].mean()
-    rows = []
-    for model in models.itertuples():
-        spread = training_volume_spread(str(model.train_cases).split(), volumes)
-        for organ in ORGANS:
-            rows.append({"experiment": model.experiment, "fold": model.fold, "train_group": model.group, "organ": organ,
-                         "volume_sd_ml": spread[organ], "dice": float(mean_dice.get((model.experiment, model.fold, model.group, organ), np.nan))})
-    return pd.DataFrame(rows)
 
 
 def truth_comparison(splits: dict, gaps: pd.DataFrame, truth: pd.DataFrame, params: EvaluateParams) -> pd.DataFrame:
@@ -230,7 +219,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
                       for metric in ("dice", "hd95")], ignore_index=True)
     gaps = mark_corrected(gaps, p.significance)   # BH over every paired test of the run
     all_models = pd.concat([listing for listing, _ in models.values()], ignore_index=True)
-    diversity = volume_diversity(all_models, per_case, cases.set_index("case"))
+    diversity = volume_diversity_points(all_models, per_case, cases.set_index("case"))
     fits = pd.DataFrame([{"organ": organ, **volume_diversity_fit(rows_organ.volume_sd_ml, rows_organ.dice)}
                          for organ, rows_organ in diversity.groupby("organ", sort=False)])
     checks = organ_checks(cases, per_case, p.min_organ_voxels, p.near_zero_dice)

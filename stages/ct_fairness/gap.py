@@ -151,13 +151,33 @@ def missed_counts(rows: pd.DataFrame, test_group: str) -> dict[str, int]:
     return {"n_missed_same": int(missed[same].sum()), "n_missed_other": int(missed[~same].sum())}
 
 
-def training_volume_spread(train_cases: Sequence[str], volumes: pd.DataFrame) -> dict[str, float]:
-    """Standard deviation (ml, ddof=1) of each organ's ground-truth volume over one training set.
+def training_volume_spread(train_cases: Sequence[str], volumes: pd.DataFrame, ddof: int = 1) -> dict[str, float]:
+    """Standard deviation (ml, ``ddof``) of each organ's ground-truth volume over one training set.
 
     ``volumes`` is indexed by case with columns ``volume_ml_<organ>``.
     """
     subset = volumes.loc[list(train_cases)]
-    return {organ: float(subset[f"volume_ml_{organ}"].std(ddof=1)) for organ in ORGANS}
+    return {organ: float(subset[f"volume_ml_{organ}"].std(ddof=ddof)) for organ in ORGANS}
+
+
+def volume_diversity_points(models: pd.DataFrame, per_case: pd.DataFrame, volumes: pd.DataFrame) -> pd.DataFrame:
+    """One point per (experiment, training group, organ), as the authors' ``volumeAnalysis.py``: the organ-volume
+    SD (ml, ``np.std``, ddof=0 as theirs) over the union of the group's training cases across folds, against the
+    mean Dice of that group's models over every test case of every fold (both test groups).
+
+    One point per fold model would count five overlapping training sets (4/5 shared) as independent.
+    ``models`` has columns experiment, group, train_cases (space-separated ids); ``per_case`` the test scores.
+    """
+    mean_dice = per_case.groupby(["experiment", "train_group", "organ"])["dice"].mean()
+    rows = []
+    for (experiment, group), block in models.groupby(["experiment", "group"], sort=False):
+        union = sorted({case for cases in block.train_cases for case in str(cases).split()})
+        spread = training_volume_spread(union, volumes, ddof=0)
+        for organ in ORGANS:
+            rows.append({"experiment": experiment, "train_group": group, "organ": organ, "n_models": int(len(block)),
+                         "n_train_cases": len(union), "volume_sd_ml": spread[organ],
+                         "dice": float(mean_dice.get((experiment, group, organ), np.nan))})
+    return pd.DataFrame(rows)
 
 
 def volume_diversity_fit(spread: Sequence[float], dice: Sequence[float]) -> dict[str, float]:

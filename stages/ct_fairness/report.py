@@ -201,8 +201,9 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
                    "where the generator puts a shift (agrees: mean of the two gaps < 0, the effect may be asymmetric), "
                    "'none' where it puts none (agrees: neither gap significant)")
     page.heading("Organ-volume diversity and generalisation")
-    page.figure(diversity_figure(diversity, fits), "per trained model: SD of ground-truth organ volume in its training set "
-                                                   "against its mean test Dice, with the least-squares line and Pearson r")
+    page.figure(diversity_figure(diversity, fits), "per training group (its folds pooled, as the authors' volumeAnalysis.py): SD of "
+                                                   "ground-truth organ volume over its training cases against its models' mean "
+                                                   "test Dice, with the least-squares line and Pearson r")
     page.table(fits, "Pearson r of training-set volume SD against test Dice, per organ")
     page.heading("HD95 performance gaps")
     page.table(gap_matrix(gaps, "hd95"), "same formula on HD95 (mm; lower is better, so a positive gap means worse)")

@@ -166,3 +166,20 @@ def test_significance_is_marked_by_the_bh_corrected_paired_test(tiny_study):
     assert gaps.significance_welch.fillna("").tolist() == welch
     html = (tiny_study.data / "report" / "index.html").read_text()
     assert "Welch p (paper&#x27;s)" in html or "Welch p (paper's)" in html
+
+
+def test_volume_diversity_fit_uses_one_point_per_training_group(tiny_study):
+    """Issue 18 item 5 on the tiny run: 6 points per organ (2 groups x 3 experiments), not one per fold model (30)."""
+    data = tiny_study.data
+    diversity = pd.read_csv(data / "evaluation" / "volume_diversity.csv")
+    fits = pd.read_csv(data / "evaluation" / "volume_diversity_fit.csv").set_index("organ")
+    per_case = pd.read_csv(data / "evaluation" / "per_case.csv", dtype={"case": str})
+    for organ in ORGANS:
+        points = diversity[diversity.organ == organ]
+        assert len(points) == 2 * len(EXPERIMENTS)
+        keep = points.dice.notna() & points.volume_sd_ml.notna()
+        if keep.sum() >= 3:
+            assert fits.loc[organ, "pearson_r"] == pytest.approx(stats.pearsonr(points.volume_sd_ml[keep], points.dice[keep]).statistic, nan_ok=True)
+    liver = diversity[(diversity.organ == "liver") & (diversity.experiment == "dataset_both") & (diversity.train_group == "amos")].iloc[0]
+    rows = per_case[(per_case.experiment == "dataset_both") & (per_case.train_group == "amos") & (per_case.organ == "liver")]
+    assert liver.dice == pytest.approx(rows.dice.mean()) and liver.n_models == 5

@@ -21,6 +21,7 @@ from stages.ct_fairness.gap import (
     training_volume_spread,
     true_group_effects,
     volume_diversity_fit,
+    volume_diversity_points,
 )
 from stages.ct_fairness.organs import ORGANS
 
@@ -196,3 +197,20 @@ def test_gap_table_pairs_cases_and_marks_by_the_corrected_paired_test():
     marked = mark_corrected(pd.concat([table, table.assign(p_paired=0.5)], ignore_index=True))
     assert marked.p_paired_corrected.tolist() == pytest.approx([0.125, 0.5])
     assert marked.significance.tolist() == ["", ""]
+
+
+def test_volume_diversity_has_one_point_per_training_group_over_its_folds():
+    """Issue 18 item 5: three fold models of group F (training sets overlapping) make one point: the SD (ddof=0,
+    numpy) over the union of their training cases, against the mean Dice over all their test scores."""
+    volumes = pd.DataFrame({"case": list("abcdef"), **{f"volume_ml_{o}": [1.0, 2.0, 4.0, 8.0, 3.0, 5.0] for o in ORGANS}}).set_index("case")
+    models = pd.DataFrame({"experiment": "sex_x", "fold": [0, 1, 2, 0, 1, 2], "group": list("FFFMMM"),
+                           "train_cases": ["a b", "b c", "a c", "d e", "e f", "d f"]})
+    per_case = pd.DataFrame([{"experiment": "sex_x", "fold": f, "train_group": g, "organ": o, "dice": d}
+                             for f, g, d in ((0, "F", 0.6), (1, "F", 0.7), (2, "F", 0.8), (2, "F", np.nan), (0, "M", 0.5))
+                             for o in ORGANS])
+    points = volume_diversity_points(models, per_case, volumes).set_index(["train_group", "organ"])
+    assert len(points) == 2 * len(ORGANS)
+    assert points.loc[("F", "liver"), "volume_sd_ml"] == pytest.approx(np.std([1.0, 2.0, 4.0]))
+    assert points.loc[("M", "pancreas"), "volume_sd_ml"] == pytest.approx(np.std([8.0, 3.0, 5.0]))
+    assert points.loc[("F", "liver"), "dice"] == pytest.approx(0.7) and points.loc[("F", "liver"), "n_train_cases"] == 3
+    assert points.loc[("M", "liver"), "n_models"] == 3
