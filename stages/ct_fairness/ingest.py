@@ -27,8 +27,10 @@ from stages.common.pipeline import SYNTHETIC
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.ct_fairness.datasets import (
+    AMOS_META,
     DATASET_STYLES,
     TOTALSEG,
+    TOTALSEG_META,
     CaseRecord,
     DatasetName,
     list_amos,
@@ -203,6 +205,15 @@ def find_records(ctx: StageContext[IngestParams], roots: Mapping[str, Path]) -> 
     return records
 
 
+def check_age(record: CaseRecord, age: float, limits: tuple[float, float]) -> None:
+    """A per-case check (inside the quarantine guard): the age lies within ``age_limits``, naming the metadata file."""
+    low, high = limits
+    if not low <= age <= high:
+        meta = TOTALSEG_META if record.dataset == TOTALSEG else AMOS_META
+        raise BadInputError(f"{record.dataset} case {record.case}: age {age:g} in {meta} is outside "
+                            f"ct_fairness.ingest.age_limits [{low:g}, {high:g}]")
+
+
 def read_manifest(ctx: StageContext[IngestParams], roots: Mapping[str, Path], records: list[CaseRecord]) -> pd.DataFrame:
     rows = []
     for record in progress(records, "reading cases", len(records)):
@@ -211,6 +222,7 @@ def read_manifest(ctx: StageContext[IngestParams], roots: Mapping[str, Path], re
                 age, sex = parse_age(record.age), parse_sex(record.sex)
             except ValueError as error:
                 raise BadInputError(f"{record.dataset} case {record.case}: {error}") from error
+            check_age(record, age, ctx.params.age_limits)
             volumes = read_case(roots[record.dataset], record, ctx.params.totalseg_merged_labels)
         if outcome.ok:
             rows.append(manifest_row(record, age, sex, volumes, volumes.label.shape))

@@ -13,6 +13,8 @@ from stages.common.params import ParamsError, validate_step
 from stages.common.pipeline import PipelineError
 from stages.ct_fairness.ingest import IngestParams, ingest
 from stages.ct_fairness.organs import ORGAN_IDS, amos_to_organ_table
+from stages.ct_fairness.phantom import Effects, Scanner
+from stages.ct_fairness.synthetic import write_synthetic_datasets
 from tests.ct_fairness.cases import TINY, damaged_datasets, file_digests
 from tests.helpers import repo_params, run_module, run_step, set_params, step_context, with_overrides
 
@@ -128,3 +130,31 @@ def test_a_real_source_must_exist_be_a_folder_and_be_a_dependency(tmp_path, dama
     ctx.spec = dataclasses.replace(ctx.spec, deps=tuple(d for d in ctx.spec.deps if d != damaged["amos"]))
     with pytest.raises(PipelineError, match=r"does not list \$\{ct_fairness.ingest.source.amos\} among its deps"):
         ingest(ctx)
+
+
+def test_an_age_of_150_and_nan_voxels_are_quarantined_per_case(tmp_path):
+    """Issue 19 items 7 and 8: an age outside age_limits (meta.csv row) and a NaN voxel in a CT volume are
+    item-level problems: refused by name in fatal mode, quarantined with the file named in skip mode."""
+    scanner = Scanner(spacing=(12.0, 12.0, 12.0), fov_mm=(336.0, 252.0, 224.0))
+    write_synthetic_datasets(tmp_path / "real", 4, {"totalsegmentator": scanner, "amos": scanner}, Effects(), [(20, 40), (65, 88)], [0.5, 0.5], 0)
+    ts, amos = tmp_path / "real" / "totalsegmentator", tmp_path / "real" / "amos"
+    meta = (ts / "meta.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(meta) if line.startswith("s0002;"))
+    fields = meta[row].split(";")
+    meta[row] = ";".join([fields[0], "150", *fields[2:]])
+    (ts / "meta.csv").write_text("\n".join(meta) + "\n")
+    image = nib.load(str(amos / "imagesTr" / "amos_0003.nii.gz"))
+    values = np.asarray(image.dataobj).astype(np.float32)
+    values[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(values, image.affine), str(amos / "imagesTr" / "amos_0003.nii.gz"))
+    source = {"ct_fairness.ingest.source": {"totalsegmentator": str(ts), "amos": str(amos)}}
+    with pytest.raises(BadInputError, match=r"totalsegmentator case s0002: age 150 in meta.csv is outside"):
+        run_step(ingest, tmp_path / "fatal", source)
+    run_step(ingest, tmp_path, {**source, "common.on_bad_input": "skip"})
+    out = tmp_path / "data" / "ct_fairness" / "interim" / "ingest"
+    problems = {entry["item"]: entry["problem"] for entry in json.loads((out / "quarantine.json").read_text())["entries"]}
+    assert set(problems) == {"totalsegmentator/s0002", "amos/amos_0003"}
+    assert "age 150 in meta.csv is outside ct_fairness.ingest.age_limits [0, 120]" in problems["totalsegmentator/s0002"]
+    assert "amos_0003.nii.gz" in problems["amos/amos_0003"] and "NaN" in problems["amos/amos_0003"], problems
+    assert sorted(pd.read_csv(out / "manifest.csv", dtype={"case": str}).case) == ["amos_0001", "amos_0002", "amos_0004",
+                                                                                  "s0001", "s0003", "s0004"]
