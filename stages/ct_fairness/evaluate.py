@@ -25,7 +25,7 @@ from stages.common.params import StrictModel
 from stages.common.paths import resolve_inside
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
-from stages.ct_fairness.folds import VARIABLES, load_splits
+from stages.ct_fairness.folds import VARIABLES, load_splits, set_makeup
 from stages.ct_fairness.gap import (
     direction_agrees,
     expected_direction,
@@ -135,6 +135,11 @@ def truth_comparison(splits: dict, gaps: pd.DataFrame, truth: pd.DataFrame, para
     return pd.DataFrame(rows)
 
 
+def training_sizes(experiments: list[dict], folds: int) -> dict[str, int]:
+    """Training cases per model of each experiment: ``block_size * (folds - 1)``."""
+    return {e["name"]: int(e["block_size"]) * (folds - 1) for e in experiments}
+
+
 def summary_metrics(gaps: pd.DataFrame, per_case: pd.DataFrame, fits: pd.DataFrame, truth_rows: pd.DataFrame | None,
                     checks: pd.DataFrame) -> dict:
     """Flat-ish JSON for DVC metrics and MLflow: each gap and p, mean |gap| per variable, fits, truth agreement."""
@@ -206,7 +211,8 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     device = ctx.torch_device(p.num_threads)
     preprocessed = ctx.dep("interim/preprocessed")
     spacing = tuple(json.loads((preprocessed / "preprocess.json").read_text())["spacing_mm"])
-    cases = read_table(preprocessed / "cases.csv", ("case", "path", *(f"volume_ml_{o}" for o in ORGANS)), dtype={"case": str})
+    cases = read_table(preprocessed / "cases.csv", ("case", "path", "sex", "age", *(f"volume_ml_{o}" for o in ORGANS)),
+                       dtype={"case": str})
     splits = load_splits(ctx.dep("interim/splits"))
     models = load_models(ctx)
     rows, examples = [], {}
@@ -231,12 +237,15 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
 
     write_evaluation(ctx.out("evaluation"), {"per_case.csv": per_case, "gaps.csv": gaps, "volume_diversity.csv": diversity,
                                              "volume_diversity_fit.csv": fits, "truth_vs_measured.csv": truth_rows,
-                                             "organ_checks.csv": checks}, examples)
+                                             "organ_checks.csv": checks,
+                                             "set_makeup.csv": set_makeup(experiments, cases.set_index("case"))}, examples)
     dice_gaps = gaps[gaps.metric == "dice"]
     bars = dice_gaps.assign(label=dice_gaps.experiment + " " + dice_gaps.organ + " test " + dice_gaps.test_group)
     write_table(ctx.out("plots/gap_dice.csv"), bars[["label", "gap_percent"]])
     write_table(ctx.out("plots/volume_diversity.csv"), diversity[["organ", "volume_sd_ml", "dice"]])
     summary = summary_metrics(gaps, per_case, fits, truth_rows, checks)
+    summary["training_cases_per_model"] = training_sizes(experiments, splits["folds"])
+    print("training cases per model: " + ", ".join(f"{k} {v}" for k, v in summary["training_cases_per_model"].items()))
     write_json(ctx.out("metrics/evaluate.json"), summary)
     write_claims(ctx, paper_claims(summary))
     ctx.log_artifact(ctx.out("evaluation/gaps.csv"))
@@ -263,7 +272,8 @@ def paper_claims(summary: dict) -> list[Claim]:
             claim="Training on one sex or age group opens Dice gaps of the same order as training on another dataset.",
             source="the paper's comparison of population shift with cross-dataset shift (study note)",
             measured={**{f"mean_abs_gap_{v}_percent": g for v, g in gaps.items()},
-                      **{f"ratio_{v}_to_dataset": r for v, r in ratios.items()}},
+                      **{f"ratio_{v}_to_dataset": r for v, r in ratios.items()},
+                      **{f"train_cases_{e}": n for e, n in summary.get("training_cases_per_model", {}).items()}},
             comparison=f"each population gap within a factor of {SAME_ORDER_FACTOR:g} of the cross-dataset gap (ours)",
             holds=all(1 / SAME_ORDER_FACTOR <= r <= SAME_ORDER_FACTOR for r in ratios.values()),
         ))

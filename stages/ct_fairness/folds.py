@@ -69,10 +69,12 @@ def experiment_seed(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generator, what: str = "") -> tuple[int, list[Fold]]:
+def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generator, what: str = "",
+                block_size: int | None = None) -> tuple[int, list[Fold]]:
     """(block size, folds) for two groups of case ids, per the module docstring.
 
     Ids are sorted before shuffling so the design depends only on the ids and the generator.
+    ``block_size`` (at most the design's own) makes the blocks smaller, for a common training size.
     """
     if len(groups) != 2:
         raise ValueError(f"the design needs exactly two groups, got {sorted(groups)}")
@@ -84,6 +86,10 @@ def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generat
         listed = ", ".join(f"{name}={size}" for name, size in sizes.items())
         raise GroupTooSmallError(f"{what + ': ' if what else ''}a group is too small for {folds} folds "
                                  f"(group sizes {listed}; each group needs at least {folds} cases)")
+    if block_size is not None:
+        if not 1 <= block_size <= block:
+            raise ValueError(f"block_size {block_size} must be between 1 and the design's {block}")
+        block = block_size
     blocks = {}
     for name, ids in groups.items():
         ordered = sorted(ids)
@@ -98,12 +104,18 @@ def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generat
 
 
 def build_experiments(cases: pd.DataFrame, group_datasets: list[str], cross_dataset: bool, folds: int,
-                      young_max: float, old_min: float, seed: int) -> list[Experiment]:
-    """Sex and age experiments within each of ``group_datasets``, plus the cross-dataset experiment."""
+                      young_max: float, old_min: float, seed: int, common_size: bool = False) -> list[Experiment]:
+    """Sex and age experiments within each of ``group_datasets``, plus the cross-dataset experiment.
+
+    With ``common_size`` (ours, issue 18 item 6) every experiment uses the smallest experiment's block
+    size, so every model trains on the same number of cases and a gap of one experiment is not
+    confounded with a larger training set of another (the cross-dataset models would otherwise train on
+    the most cases).
+    """
     plans = [(variable, dataset) for dataset in group_datasets for variable in ("sex", "age")]
     if cross_dataset:
         plans.append(("dataset", "both"))
-    experiments = []
+    experiments, plans_groups = [], []
     for variable, dataset in plans:
         subset = cases if dataset == "both" else cases[cases["dataset"] == dataset]
         labels = group_labels(subset, variable, young_max, old_min)
@@ -116,8 +128,14 @@ def build_experiments(cases: pd.DataFrame, group_datasets: list[str], cross_data
             if len(names) != 2:
                 raise BadInputError(f"the cross-dataset experiment needs exactly two datasets, found {list(names)}")
         groups = {name: subset.loc[labels == name, "case"].astype(str).tolist() for name in names}
+        plans_groups.append((variable, dataset, names, groups))
+    common = None
+    if common_size and plans_groups:
+        common = min(fold_design(groups, folds, experiment_seed(seed, f"{variable}_{dataset}"),
+                                 what=f"experiment {variable}_{dataset}")[0] for variable, dataset, _, groups in plans_groups)
+    for variable, dataset, names, groups in plans_groups:
         name = f"{variable}_{dataset}"
-        block, design = fold_design(groups, folds, experiment_seed(seed, name), what=f"experiment {name}")
+        block, design = fold_design(groups, folds, experiment_seed(seed, name), what=f"experiment {name}", block_size=common)
         experiments.append(Experiment(name, variable, dataset, names, block, {k: len(v) for k, v in groups.items()}, design))
     return experiments
 
@@ -132,6 +150,24 @@ def split_table(experiments: list[Experiment]) -> pd.DataFrame:
                     rows += [{"experiment": experiment.name, "variable": experiment.variable, "dataset": experiment.dataset,
                               "fold": fold.index, "role": role, "group": group, "case": case} for case in cases]
     return pd.DataFrame(rows, columns=["experiment", "variable", "dataset", "fold", "role", "group", "case"])
+
+
+def set_makeup(experiments: list[dict], cases: pd.DataFrame) -> pd.DataFrame:
+    """Age and sex make-up of every training and test set (issue 18 item 7): one row per (experiment, fold,
+    role, group) with its size, women and men, and mean / min / max age. ``experiments`` as in splits.json,
+    ``cases`` indexed by case with columns sex and age."""
+    rows = []
+    for experiment in experiments:
+        for fold in experiment["folds"]:
+            for role in ("train", "test"):
+                for group, members in fold[role].items():
+                    chosen = cases.loc[list(members)]
+                    ages = chosen["age"].astype(float)
+                    rows.append({"experiment": experiment["name"], "fold": fold["index"], "role": role, "group": group,
+                                 "n": len(chosen), "n_female": int((chosen["sex"] == "F").sum()),
+                                 "n_male": int((chosen["sex"] == "M").sum()), "age_mean": float(ages.mean()),
+                                 "age_min": float(ages.min()), "age_max": float(ages.max())})
+    return pd.DataFrame(rows)
 
 
 SPLITS_FILE = "splits.json"

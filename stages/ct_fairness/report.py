@@ -46,6 +46,16 @@ def gap_matrix(gaps: pd.DataFrame, metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def makeup_table(makeup: pd.DataFrame) -> pd.DataFrame:
+    """Per (experiment, role, group), averaged over folds: set size, women / men and mean age with its range."""
+    rows = []
+    for (experiment, role, group), block in makeup.groupby(["experiment", "role", "group"], sort=False):
+        rows.append({"experiment": experiment, "set": f"{role} {group}", "cases per fold": f"{block.n.mean():.0f}",
+                     "women / men": f"{block.n_female.mean():.1f} / {block.n_male.mean():.1f}",
+                     "age": f"{block.age_mean.mean():.0f} ({block.age_min.min():.0f}-{block.age_max.max():.0f})"})
+    return pd.DataFrame(rows)
+
+
 def gap_bars(gaps: pd.DataFrame):
     """One panel per experiment: Dice gap per organ, a bar per test group, significance above the bars."""
     dice = gaps[gaps.metric == "dice"]
@@ -191,7 +201,12 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
     page.figure(gap_bars(gaps), "Dice gap per organ and test group (BH-corrected paired test: * p <= 0.05, ** p <= 0.01)")
     page.heading("Population gap against the cross-dataset gap")
     table = comparison_table(gaps)
-    page.table(table, "mean |Dice gap| per organ for each group variable; 'dataset' is the cross-dataset gap")
+    sizes = summary.get("training_cases_per_model", {})
+    page.table(table, "mean |Dice gap| per organ for each group variable; 'dataset' is the cross-dataset gap; training "
+                      "cases per model: " + ", ".join(f"{name} {n}" for name, n in sizes.items()))
+    if len(set(sizes.values())) > 1:
+        page.paragraph("The experiments' models train on different numbers of cases, which confounds the comparison "
+                       "(set preprocess.common_training_size).", note=True)
     page.figure(comparison_figure(table), "population (sex, age) against cross-dataset gaps")
     if synthetic:
         page.heading("Synthetic truth against the measured gaps")
@@ -200,6 +215,11 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
                    "shift HU, noise change HU) beside the measured Dice gap of each test group; 'negative' is expected "
                    "where the generator puts a shift (agrees: mean of the two gaps < 0, the effect may be asymmetric), "
                    "'none' where it puts none (agrees: neither gap significant)")
+    makeup_path = evaluation / "set_makeup.csv"
+    if makeup_path.exists():
+        page.heading("Age and sex make-up of the training and test sets")
+        page.table(makeup_table(read_table(makeup_path)), "per experiment, role and group, over the folds: cases per set, "
+                                                          "women / men, mean age (min-max)")
     page.heading("Organ-volume diversity and generalisation")
     page.figure(diversity_figure(diversity, fits), "per training group (its folds pooled, as the authors' volumeAnalysis.py): SD of "
                                                    "ground-truth organ volume over its training cases against its models' mean "

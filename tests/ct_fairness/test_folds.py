@@ -74,3 +74,19 @@ def test_build_experiments_and_split_table():
     assert len(sex_rows[(sex_rows.fold == 0) & (sex_rows.role == "test")]) == 4
     with pytest.raises(GroupTooSmallError, match="F=2, M=2"):
         build_experiments(cases.iloc[[0, 1, 2, 3]], ["amos"], False, 5, 40, 65, seed=0)
+
+
+def test_common_size_gives_every_experiment_the_smallest_block():
+    """Issue 18 item 6: 48 cases per dataset, 6 women per dataset: the cross-dataset experiment would train
+    on 4 blocks of 9 (36 cases), the sex one on 4 of 1 (4); with common_size every model trains on 4 cases."""
+    rows = [{"case": f"{d}{i:02d}", "dataset": d, "sex": "F" if i < 6 else "M", "age": 30 if i % 2 else 70}
+            for d in ("amos", "ts") for i in range(48)]
+    cases = pd.DataFrame(rows)
+    own = {e.name: e.block_size for e in build_experiments(cases, ["ts"], True, 5, 40, 65, 0)}
+    assert own == {"sex_ts": 1, "age_ts": 4, "dataset_both": 9}
+    common = build_experiments(cases, ["ts"], True, 5, 40, 65, 0, common_size=True)
+    assert {e.name: e.block_size for e in common} == {"sex_ts": 1, "age_ts": 1, "dataset_both": 1}
+    for experiment in common:
+        for fold in experiment.folds:
+            assert all(len(members) == 4 for members in fold.train.values())
+            assert all(len(members) == 1 for members in fold.test.values())

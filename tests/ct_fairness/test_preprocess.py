@@ -72,7 +72,9 @@ def test_splits_follow_the_design(tiny_study):
         for _fold, block in rows.groupby("fold"):
             assert set(block[block.role == "test"].case).isdisjoint(block[block.role == "train"].case)
     metrics = tiny_study.metrics["ct_fairness-preprocess"]
-    assert metrics["cases"] == 20 and metrics["experiments"] == 3 and metrics["block_size.dataset_both"] == 2
+    # common_training_size: the cross-dataset models (10 + 10 cases, own block 2) train on the sex/age block of 1
+    assert metrics["cases"] == 20 and metrics["experiments"] == 3 and metrics["block_size.dataset_both"] == 1
+    assert {e["block_size"] for e in splits["experiments"]} == {1}
 
 
 def test_a_group_too_small_for_the_folds_names_every_size(tmp_path):
