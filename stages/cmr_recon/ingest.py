@@ -116,6 +116,7 @@ def ingest(ctx: StageContext[IngestParams]) -> Metrics:
             row = manifest_row(subject, modality, path, dataset_root, kspace)
             row["shape_consistent"] = (kspace.ndim == 5) == (modality != "blackblood")
             rows.append(row)
+    ctx.require_survivors(len(rows), "k-space file")
     manifest = assign_splits(pd.DataFrame(rows), p.validation_subjects, p.held_out_modalities)
     save_ingest(ctx, manifest, "cmr_recon_manifest", manifest_expectations(p.coils if p.source == SYNTHETIC else None),
                 {"root": portable_path(dataset_root, ctx.root), "source": p.source})
