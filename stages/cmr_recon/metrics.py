@@ -360,11 +360,13 @@ def official_task_scores(rows: Iterable[Mapping[str, Any]], task: int) -> dict[s
     for group in groups:
         for mask in masks:
             files = per_file[(per_file["group"] == group) & (per_file["mask"] == mask)]
-            cell = {name: round(float(files[name].mean()), 4) if len(files) else float("nan") for name in METRIC_NAMES}
+            # round() of a numpy float is numpy's rounding, as in the scorer (not Python's float rounding)
+            cell = {name: float(round(np.float64(files[name].mean()), 4)) if len(files) else float("nan")
+                    for name in METRIC_NAMES}
             for name in METRIC_NAMES:
                 collected[name].append(cell[name])
             cells[f"{group}_{mask}"] = {**cell, "n_files": len(files)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no cell of the task was run
-        overall = {name: round(float(np.nanmean(values)), 4) for name, values in collected.items()}
+        overall = {name: float(round(np.nanmean(values), 4)) for name, values in collected.items()}
     return {"cells": cells, "All": overall}

@@ -18,8 +18,8 @@ from stages.cmr_recon.train import TrainParams, train, training_fingerprint
 from stages.cmr_recon.undersample import undersample
 from stages.common.badinput import BadInputError
 from stages.common.io import FormatError
-from stages.common.paths import UnsafePathError
 from stages.common.params import ParamsError
+from stages.common.paths import UnsafePathError
 from stages.common.validation import ManifestValidationError, validate_manifest
 from tests.cmr_recon.tiny import TINY
 from tests.helpers import copy_project, repo_params, run_dvc, run_module, run_step, set_params, step_context
