@@ -10,6 +10,7 @@ grid value with the best official PSNR there is used on the validation subjects 
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -18,11 +19,18 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from stages.cmr_recon.classical import espirit_maps, sense_magnitude, sense_recon, time_averaged_kspace, zero_filled
+from stages.cmr_recon.classical import (
+    calibration_block,
+    espirit_maps,
+    sense_magnitude,
+    sense_recon,
+    time_averaged_kspace,
+    zero_filled,
+)
 from stages.cmr_recon.dataset import file_seed, load_manifest, manifest_file, with_time_axis
 from stages.cmr_recon.io import read_kspace, read_mask
 from stages.cmr_recon.learned import build_inputs, condition_indices, load_model, reconstruct
-from stages.cmr_recon.masks import acs_mask, make_mask
+from stages.cmr_recon.masks import acs_from_mask, make_mask
 from stages.cmr_recon.metrics import (
     METHODS,
     aggregate,
@@ -111,7 +119,7 @@ def tune_sense_weights(files: pd.DataFrame, dataset_root: Path, settings: pd.Dat
     return chosen, table
 
 
-def reconstruct_all(full, kus, mask, pairs, pattern, acceleration, modality, acs, model, device, params, maps_cache,
+def reconstruct_all(full, kus, mask, pairs, pattern, acceleration, modality, model, device, params, maps_cache,
                     sense_weight):
     """Target and the three reconstructions of the chosen (slice, frame) pairs, each ``(N, ny, nx)``."""
     ny, nx = full.shape[-2:]
@@ -123,16 +131,19 @@ def reconstruct_all(full, kus, mask, pairs, pattern, acceleration, modality, acs
     started = time.perf_counter()
     sense = []
     for z, t in pairs:
-        if z not in maps_cache:
-            maps_cache[z] = espirit_maps(time_averaged_kspace(kus[:, z], mask))
+        averaged = time_averaged_kspace(kus[:, z], mask)
+        # ESPIRiT reads only the central 16 x 16 block: maps are shared by every setting whose block is equal.
+        key = (z, hashlib.sha1(np.ascontiguousarray(calibration_block(averaged)).tobytes()).hexdigest())
+        if key not in maps_cache:
+            maps_cache[key] = espirit_maps(averaged)
+        maps = maps_cache[key]
         frame_mask = mask[t % mask.shape[0]]
-        image = sense_recon(kus[t, z], frame_mask, maps_cache[z], max_iter=params.sense_iterations,
-                            lamda=sense_weight)
-        sense.append(sense_magnitude(image, maps_cache[z]))
+        image = sense_recon(kus[t, z], frame_mask, maps, max_iter=params.sense_iterations, lamda=sense_weight)
+        sense.append(sense_magnitude(image, maps))
     images["sense"] = np.stack(sense)
     seconds["sense"] = time.perf_counter() - started
     started = time.perf_counter()
-    inputs = build_inputs(kus, mask, acs_mask(pattern, nx, ny, acs=acs), pairs, (model.num_frames - 1) // 2,
+    inputs = build_inputs(kus, mask, acs_from_mask(mask), pairs, (model.num_frames - 1) // 2,
                           condition_indices(modality, pattern, acceleration))
     images["learned"] = reconstruct(model, inputs, device, params.batch_size)
     seconds["learned"] = time.perf_counter() - started
@@ -176,7 +187,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
             kus = with_time_axis(read_kspace(kus_file, key="kus"))
             mask = read_mask(resolve_inside(undersampled_root, setting.mask_path, "mask path"), kus.shape)
             target, images, seconds = reconstruct_all(full, kus, mask, pairs, setting.pattern, int(setting.acceleration),
-                                                      modality, int(setting.acs), model, device, ctx.params, maps_cache,
+                                                      modality, model, device, ctx.params, maps_cache,
                                                       sense_weights[f"{setting.pattern}{int(setting.acceleration)}"])
             for method, value in seconds.items():
                 timing[method] += value

@@ -49,6 +49,7 @@ class IngestParams(StrictModel):
     matrix_sizes: list[tuple[int, int]] = Field(min_length=1)
     noise_std: float = Field(ge=0)
     coil_ring_radius: float = Field(gt=0)
+    complex_phase: bool = True  # ours: a smooth image phase, as real k-space has
 
     @model_validator(mode="after")
     def consistent(self) -> IngestParams:
@@ -73,7 +74,8 @@ def write_synthetic_dataset(root: Path, params: IngestParams, seed: int) -> None
         nx, ny = params.matrix_sizes[index % len(params.matrix_sizes)]
         maps = phantom.coil_maps(params.coils, ny, nx, params.coil_ring_radius)
         for modality in params.modalities:
-            image = phantom.cardiac_phantom(modality, ny, nx, params.frames, params.slices, rng)
+            image = phantom.cardiac_phantom(modality, ny, nx, params.frames, params.slices, rng,
+                                            complex_phase=params.complex_phase)
             kspace = phantom.simulate_kspace(image, maps, params.noise_std, rng)
             write_kspace(full_sample_path(root, subject, modality), kspace)
 
