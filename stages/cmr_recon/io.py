@@ -146,7 +146,9 @@ def _walk_mat_files(root: Path) -> list[Path]:
             continue
         seen.add(real)
         dirs.sort()
-        found.extend(Path(folder) / name for name in names if name.lower().endswith(".mat"))
+        folders_named_mat = [name for name in dirs if name.lower().endswith(".mat")]  # read and refused, not passed over
+        dirs[:] = [name for name in dirs if name not in folders_named_mat]
+        found.extend(Path(folder) / name for name in [*names, *folders_named_mat] if name.lower().endswith(".mat"))
     return sorted(found)
 
 
@@ -187,6 +189,8 @@ def scan_kspace(path: str | os.PathLike[str], key: str = KSPACE_KEY) -> KspaceSu
     wrong number of axes, a zero-length axis, NaN/Inf values and all-zero k-space.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FormatError(path, "is a folder, not a .mat file")
     if not path.is_file():
         raise FormatError(path, "file not found")
     try:

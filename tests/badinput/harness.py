@@ -21,7 +21,8 @@ For each row :func:`check` asserts:
 - ``refused``: fatal mode raises one of the errors the stage runner prints as one line and exits 1
   with (never a bug's exception), naming ``names``; nothing under ``data/`` is new or changed.
 - ``quarantined``: the same in fatal mode; in skip mode the ingest succeeds, ``quarantine.json``
-  lists an entry naming ``names``, and the manifest keeps every other row of the clean run.
+  lists an entry naming ``names``, and the manifest keeps rows of the clean run only, none of them a
+  quarantined item (by the ingest's ``id_columns``).
 - ``accepted``: both modes succeed with nothing quarantined and as many manifest rows as the clean run.
 
 Before each corrupted run, ``data/`` holds the clean run's outputs, so "nothing changed" also
@@ -68,6 +69,7 @@ class StudyIngest:
     item: str | None = None
     manifest: str = f"{INGEST_OUT}/manifest.csv"
     quarantine: str = f"{INGEST_OUT}/quarantine.json"
+    id_columns: tuple[str, ...] = ()  # what names one manifest row; default: stages.common.validation's guess
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,11 @@ def check(ingest: StudyIngest, row: Corruption, baseline: Baseline, folder: Path
         f"{row.name}: no quarantine entry names {row.names!r}: {entries}"
     saved = json.loads(_data_of(ingest, project, ingest.quarantine).read_text())
     assert saved["entries"] == entries and saved["policy"] == "skip"
-    ids = default_id_columns(baseline.manifest)
+    ids = list(ingest.id_columns) or default_id_columns(baseline.manifest)
     assert ids, "the manifest has no identifying column; name one in stages.common.validation.ID_COLUMNS"
     clean = set(baseline.manifest[ids].astype(str).itertuples(index=False))
     kept = set(manifest[ids].astype(str).itertuples(index=False))
-    assert kept and kept < clean, f"{row.name}: skip mode kept {len(kept)} of {len(clean)} rows, expected some but not all"
+    assert kept and kept <= clean, f"{row.name}: skip mode kept {len(kept)} rows, new {sorted(kept - clean)[:3]}"
+    quarantined = {entry["item"] for entry in entries}
+    still_there = sorted("/".join(key) for key in kept if "/".join(key) in quarantined)
+    assert not still_there, f"{row.name}: quarantined items are still in the manifest: {still_there}"
