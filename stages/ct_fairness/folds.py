@@ -16,9 +16,10 @@ import pandas as pd
 
 from stages.common.badinput import BadInputError
 
-VARIABLES = ("sex", "age", "dataset")
+VARIABLES = ("sex", "age", "dataset", "placebo")
 SEX_GROUPS = ("F", "M")
 AGE_GROUPS = ("young", "old")
+PLACEBO_GROUPS = ("A", "B")   # ours: a placebo experiment on shuffled group labels (issue 18 item 9)
 
 
 class GroupTooSmallError(BadInputError):
@@ -65,6 +66,16 @@ def group_labels(cases: pd.DataFrame, variable: str, young_max: float, old_min: 
     raise ValueError(f"unknown group variable {variable!r}; known: {VARIABLES}")
 
 
+def placebo_labels(cases: pd.DataFrame, rng: np.random.Generator) -> pd.Series:
+    """Shuffled group labels: a seeded random half of the cases is ``A``, the rest ``B`` (no real difference)."""
+    order = np.argsort(cases["case"].astype(str).to_numpy(), kind="stable")
+    labels = np.empty(len(cases), dtype=object)
+    chosen = order[rng.permutation(len(order))]
+    labels[chosen[: len(cases) // 2]] = PLACEBO_GROUPS[0]
+    labels[chosen[len(cases) // 2:]] = PLACEBO_GROUPS[1]
+    return pd.Series(labels, index=cases.index, dtype=object)
+
+
 def experiment_seed(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
@@ -104,22 +115,31 @@ def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generat
 
 
 def build_experiments(cases: pd.DataFrame, group_datasets: list[str], cross_dataset: bool, folds: int,
-                      young_max: float, old_min: float, seed: int, common_size: bool = False) -> list[Experiment]:
+                      young_max: float, old_min: float, seed: int, common_size: bool = False,
+                      placebo: bool = False) -> list[Experiment]:
     """Sex and age experiments within each of ``group_datasets``, plus the cross-dataset experiment.
 
     With ``common_size`` (ours, issue 18 item 6) every experiment uses the smallest experiment's block
     size, so every model trains on the same number of cases and a gap of one experiment is not
     confounded with a larger training set of another (the cross-dataset models would otherwise train on
-    the most cases).
+    the most cases). With ``placebo`` (ours) each of ``group_datasets`` also gets a placebo experiment whose
+    groups are shuffled labels (:func:`placebo_labels`): its significant gaps are false positives.
     """
     plans = [(variable, dataset) for dataset in group_datasets for variable in ("sex", "age")]
     if cross_dataset:
         plans.append(("dataset", "both"))
+    if placebo:
+        plans += [("placebo", dataset) for dataset in group_datasets]
     experiments, plans_groups = [], []
     for variable, dataset in plans:
         subset = cases if dataset == "both" else cases[cases["dataset"] == dataset]
-        labels = group_labels(subset, variable, young_max, old_min)
-        if variable == "sex":
+        if variable == "placebo":
+            labels = placebo_labels(subset, experiment_seed(seed, f"placebo_labels_{dataset}"))
+        else:
+            labels = group_labels(subset, variable, young_max, old_min)
+        if variable == "placebo":
+            names = PLACEBO_GROUPS
+        elif variable == "sex":
             names = SEX_GROUPS
         elif variable == "age":
             names = AGE_GROUPS

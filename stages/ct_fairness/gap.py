@@ -266,3 +266,24 @@ def flag_low_dice(gaps: pd.DataFrame, min_dice: float) -> pd.DataFrame:
     low = ~(mean_dice >= min_dice)
     flags = [bool(low.get(tuple(row), True)) for row in gaps[keys].itertuples(index=False)]
     return gaps.assign(low_dice=flags)
+
+
+def control_holds(expected: str, gaps: Sequence[float], corrected_p: Sequence[float], alpha: float = 0.05) -> bool:
+    """Whether a synthetic control cell holds, judged by the corrected paired test (issue 18 item 9).
+
+    A planted cell (``'negative'``) holds when at least one test group's gap is negative and significant
+    (corrected paired p <= ``alpha``) and none is significant in the wrong direction; a null cell
+    (``'none'``) holds when no test group's gap is significant.
+    """
+    gaps_array, p = np.asarray(gaps, dtype=np.float64), np.asarray(corrected_p, dtype=np.float64)
+    significant = p <= alpha
+    if expected == "negative":
+        return bool((significant & (gaps_array < 0)).any() and not (significant & (gaps_array > 0)).any())
+    return bool(not significant.any())
+
+
+def false_positive_rate(corrected_p: Sequence[float], alpha: float = 0.05) -> tuple[int, int]:
+    """``(significant, tests)`` among a placebo experiment's tests with a finite corrected p."""
+    p = np.asarray(corrected_p, dtype=np.float64)
+    finite = p[np.isfinite(p)]
+    return int((finite <= alpha).sum()), int(len(finite))

@@ -61,6 +61,7 @@ class PreprocessParams(StrictModel):
     group_datasets: list[DatasetName]
     cross_dataset: bool
     common_training_size: bool   # ours: every experiment at the smallest experiment's block size
+    placebo: bool                # ours: a shuffled-label placebo experiment per group dataset
     max_crop_loss: float = Field(ge=0, le=1)   # ours: refuse a case whose crop cuts away more of an organ
     num_threads: int = Field(ge=1)   # torch threads of the MONAI transforms (CPU)
 
@@ -104,7 +105,8 @@ def preprocess(ctx: StageContext[PreprocessParams]) -> Metrics:
                             f"(datasets present: {sorted(set(manifest['dataset']))})")
     manifest["age_group"] = [age_group(a, p.age_bins.young_max, p.age_bins.old_min) or "" for a in manifest["age"]]
     experiments = build_experiments(manifest, list(p.group_datasets), p.cross_dataset, p.folds,
-                                    p.age_bins.young_max, p.age_bins.old_min, ctx.common.seed, p.common_training_size)
+                                    p.age_bins.young_max, p.age_bins.old_min, ctx.common.seed, p.common_training_size,
+                                    p.placebo)
     for experiment in experiments:
         sizes = ", ".join(f"{g}={n}" for g, n in experiment.group_sizes.items())
         print(f"{experiment.name}: groups {sizes}, block {experiment.block_size}, "

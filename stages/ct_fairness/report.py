@@ -183,6 +183,14 @@ def report(ctx: StageContext[ReportParams]) -> Metrics:
     page.paragraph("Mean |Dice gap| over organs and test groups: "
                    + ", ".join(f"{variable} {value:.1f}%" for variable, value in mean_abs.items())
                    + (". The paper finds the age and sex gaps of similar size to the cross-dataset gap." if "dataset" in mean_abs else "."))
+    if summary.get("placebo_tests"):
+        page.paragraph(f"Placebo (shuffled group labels, ours): {summary['placebo_significant']} of {summary['placebo_tests']} "
+                       f"Dice gaps significant under the corrected paired test (false-positive rate "
+                       f"{summary['placebo_false_positive_rate']:.2f}).")
+    if summary.get("planted_cells") or summary.get("null_cells"):
+        page.paragraph(f"Synthetic controls (corrected paired test): planted cells holding {summary.get('planted_cells_holding', 0)} "
+                       f"of {summary.get('planted_cells', 0)}, null-control cells holding {summary.get('null_cells_holding', 0)} "
+                       f"of {summary.get('null_cells', 0)}.")
     if synthetic:
         page.paragraph(f"Synthetic truth: the measured gaps point the way the generator's known shifts predict in "
                        f"{summary.get('truth_direction_agrees', 0)} of {summary.get('truth_rows', 0)} (experiment, organ) cells.")

@@ -19,7 +19,7 @@ from stages.ct_fairness.synthetic import write_synthetic_datasets
 from stages.ct_fairness.train import TrainParams
 from tests.helpers import repo_params, with_overrides
 
-VARIABLES = ("sex", "age", "dataset")
+VARIABLES = ("sex", "age", "dataset", "placebo")
 
 # 10 cases per dataset at 12-16 mm, U-Nets of 4/8 channels trained for 4 steps: the whole study in seconds.
 TINY: dict[str, Any] = {
@@ -36,7 +36,8 @@ TINY: dict[str, Any] = {
     "ct_fairness.train.iterations": 4,
     "ct_fairness.train.log_every": 2,
 }
-EXPERIMENTS = {"sex_totalsegmentator", "age_totalsegmentator", "dataset_both"}
+EXPERIMENTS = {"sex_totalsegmentator", "age_totalsegmentator", "dataset_both", "placebo_totalsegmentator"}
+TRUTH_EXPERIMENTS = EXPERIMENTS - {"placebo_totalsegmentator"}   # the placebo has no synthetic truth to compare
 
 
 def step_section(step: str) -> dict[str, Any]:

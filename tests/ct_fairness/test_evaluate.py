@@ -13,7 +13,7 @@ from stages.common.params import ParamsError, validate_step
 from stages.ct_fairness.evaluate import EvaluateParams, evaluate
 from stages.ct_fairness.model import load_network, predict_labels
 from stages.ct_fairness.organs import ORGANS
-from tests.ct_fairness.cases import EXPERIMENTS, TINY, VARIABLES, file_digests
+from tests.ct_fairness.cases import EXPERIMENTS, TINY, TRUTH_EXPERIMENTS, VARIABLES, file_digests
 from tests.helpers import repo_params, run_step, with_overrides
 
 
@@ -79,17 +79,20 @@ def test_gaps_follow_the_formula_over_pooled_folds(tiny_study):
 
 def test_synthetic_truth_and_examples(tiny_study):
     truth = pd.read_csv(tiny_study.data / "evaluation" / "truth_vs_measured.csv")
-    assert len(truth) == len(EXPERIMENTS) * len(ORGANS)
+    assert len(truth) == len(TRUTH_EXPERIMENTS) * len(ORGANS)
     sex = truth[(truth.experiment == "sex_totalsegmentator") & (truth.organ == "liver")].iloc[0]
     generator = pd.read_csv(tiny_study.data / "interim" / "ingest" / "synthetic_truth.csv")
     effects = tiny_study.contexts["ct_fairness-ingest"].params.effects
     assert set(generator[generator.sex == "F"].volume_scale_liver) == {effects.female_volume_scale["liver"]}
     assert sex.true_volume_change_percent == pytest.approx(100 * (1 / effects.female_volume_scale["liver"] - 1))
-    assert sex.expected_gap == "negative"
+    assert sex.expected_gap == "none"                     # the liver is a null control under sex and age
+    kidney = truth[(truth.experiment == "sex_totalsegmentator") & (truth.organ == "kidney_right")].iloc[0]
+    assert kidney.expected_gap == "negative"
     with np.load(tiny_study.data / "evaluation" / "examples.npz") as examples:
         keys = {name.rsplit("/", 1)[0] for name in examples.files}
         assert keys == {f"{e}/{g}" for e, gs in (("sex_totalsegmentator", "FM"), ("age_totalsegmentator", ("young", "old")),
-                                                   ("dataset_both", ("amos", "totalsegmentator"))) for g in gs}
+                                                   ("dataset_both", ("amos", "totalsegmentator")),
+                                                   ("placebo_totalsegmentator", "AB")) for g in gs}
         assert examples["dataset_both/amos/image"].shape == examples["dataset_both/amos/truth"].shape == (24, 20)
     logged = tiny_study.metrics["ct_fairness-evaluate"]
     assert logged["mean_abs_gap.dataset"] == pytest.approx(json.loads(
@@ -213,3 +216,32 @@ def test_age_and_sex_make_up_of_every_set(tiny_study):
         assert (row.n, row.n_female, row.n_male) == (len(chosen), (chosen.sex == "F").sum(), (chosen.sex == "M").sum())
         assert (row.age_mean, row.age_min, row.age_max) == pytest.approx((chosen.age.mean(), chosen.age.min(), chosen.age.max()))
     assert "<h2>Age and sex make-up of the training and test sets</h2>" in (data / "report" / "index.html").read_text()
+
+
+def test_planted_and_null_cells_and_the_placebo_are_claims(tiny_study):
+    """Issue 18 item 9: each truth cell judged by the corrected paired test (recomputed here from gaps.csv), the
+    planted and null claims count them, and the placebo's false-positive rate is over its Dice tests."""
+    data = tiny_study.data
+    truth = pd.read_csv(data / "evaluation" / "truth_vs_measured.csv")
+    gaps = pd.read_csv(data / "evaluation" / "gaps.csv").set_index(["experiment", "organ", "test_group", "metric"])
+    for row in truth.itertuples():
+        measured = [gaps.loc[(row.experiment, row.organ, g, "dice")] for g in (row.first_group, row.second_group)]
+        significant = [m.p_paired_corrected <= 0.05 for m in measured]
+        if row.expected_gap == "negative":
+            expected = any(s and m.gap_percent < 0 for s, m in zip(significant, measured, strict=True)) and not any(
+                s and m.gap_percent > 0 for s, m in zip(significant, measured, strict=True))
+        else:
+            expected = not any(significant)
+        assert row.control_holds == expected
+    # null controls: the liver under sex and age (the pancreas under sex too, unless the sex groups differ in age)
+    assert (truth.expected_gap == "none").sum() >= 2
+    claims = json.loads((data / "metrics" / "claims.json").read_text())["claims"]
+    for kind, expected_gap in (("planted", "negative"), ("null", "none")):
+        cells = truth[truth.expected_gap == expected_gap]
+        measured = claims[f"synthetic_{kind}_cells_hold"]["measured"]
+        assert (measured["cells"], measured["cells_holding"]) == (len(cells), cells.control_holds.sum())
+    placebo = gaps.xs("dice", level="metric").loc["placebo_totalsegmentator"]
+    significant = int((placebo.p_paired_corrected <= 0.05).sum())
+    measured = claims["placebo_false_positive_rate"]["measured"]
+    assert measured["tests"] == placebo.p_paired_corrected.notna().sum() and measured["significant"] == significant
+    assert claims["placebo_false_positive_rate"]["holds"] == (measured["false_positive_rate"] <= 0.05)

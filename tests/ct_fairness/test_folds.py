@@ -5,7 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.ct_fairness.folds import GroupTooSmallError, age_group, build_experiments, fold_design, group_labels, split_table
+from stages.ct_fairness.folds import (
+    GroupTooSmallError,
+    age_group,
+    build_experiments,
+    fold_design,
+    group_labels,
+    placebo_labels,
+    split_table,
+)
 
 
 def groups_of(sizes):
@@ -90,3 +98,14 @@ def test_common_size_gives_every_experiment_the_smallest_block():
         for fold in experiment.folds:
             assert all(len(members) == 4 for members in fold.train.values())
             assert all(len(members) == 1 for members in fold.test.values())
+
+
+def test_placebo_labels_are_a_seeded_random_half():
+    cases = pd.DataFrame({"case": [f"s{i:02d}" for i in range(11)]})
+    labels = placebo_labels(cases, np.random.default_rng(3))
+    assert (labels == "A").sum() == 5 and (labels == "B").sum() == 6
+    assert labels.equals(placebo_labels(cases.iloc[::-1], np.random.default_rng(3)).loc[cases.index])   # order-free
+    assert not labels.equals(placebo_labels(cases, np.random.default_rng(4)))
+    rows = pd.DataFrame({"case": [f"s{i:02d}" for i in range(20)], "dataset": "ts", "sex": ["F", "M"] * 10, "age": [30, 70] * 10})
+    placebo = [e for e in build_experiments(rows, ["ts"], False, 5, 40, 65, 0, placebo=True) if e.variable == "placebo"]
+    assert [(e.name, e.groups, e.block_size) for e in placebo] == [("placebo_ts", ("A", "B"), 2)]

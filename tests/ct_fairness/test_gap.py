@@ -7,9 +7,11 @@ import pytest
 from scipy import stats
 
 from stages.ct_fairness.gap import (
+    control_holds,
     corrected_p_values,
     direction_agrees,
     expected_direction,
+    false_positive_rate,
     flag_low_dice,
     fold_bootstrap_gap,
     gap_table,
@@ -214,3 +216,12 @@ def test_volume_diversity_has_one_point_per_training_group_over_its_folds():
     assert points.loc[("M", "pancreas"), "volume_sd_ml"] == pytest.approx(np.std([8.0, 3.0, 5.0]))
     assert points.loc[("F", "liver"), "dice"] == pytest.approx(0.7) and points.loc[("F", "liver"), "n_train_cases"] == 3
     assert points.loc[("M", "liver"), "n_models"] == 3
+
+
+def test_control_cells_are_judged_by_the_corrected_paired_test():
+    assert control_holds("negative", [-10.0, 2.0], [0.01, 0.6])          # one group significantly worse
+    assert not control_holds("negative", [-10.0, 2.0], [0.2, 0.6])       # the old check passed this: mean gap < 0
+    assert not control_holds("negative", [-10.0, 8.0], [0.01, 0.01])     # significant in the wrong direction too
+    assert control_holds("none", [-3.0, 4.0], [0.2, np.nan])
+    assert not control_holds("none", [-3.0, 4.0], [0.04, 0.7])
+    assert false_positive_rate([0.01, 0.2, np.nan, 0.05, 0.9]) == (2, 4)

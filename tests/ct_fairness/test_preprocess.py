@@ -67,13 +67,15 @@ def test_splits_follow_the_design(tiny_study):
             elif experiment["variable"] == "age":
                 ages = manifest.loc[members, "age"]
                 assert (ages <= 40).all() if group == "young" else (ages >= 65).all()
+            elif experiment["variable"] == "placebo":
+                assert set(manifest.loc[members, "dataset"]) == {experiment["dataset"]} and group in ("A", "B")
             else:
                 assert set(manifest.loc[members, "dataset"]) == {group}
         for _fold, block in rows.groupby("fold"):
             assert set(block[block.role == "test"].case).isdisjoint(block[block.role == "train"].case)
     metrics = tiny_study.metrics["ct_fairness-preprocess"]
     # common_training_size: the cross-dataset models (10 + 10 cases, own block 2) train on the sex/age block of 1
-    assert metrics["cases"] == 20 and metrics["experiments"] == 3 and metrics["block_size.dataset_both"] == 1
+    assert metrics["cases"] == 20 and metrics["experiments"] == 4 and metrics["block_size.dataset_both"] == 1
     assert {e["block_size"] for e in splits["experiments"]} == {1}
 
 
