@@ -79,27 +79,32 @@ def score_experiment(experiment: dict, models: pd.DataFrame, models_dir: Path, c
     """Per-case, per-organ scores of every fold's test cases under both of the fold's models."""
     paths = dict(zip(cases["case"], cases["path"], strict=True))
     rows = []
+    replicates = sorted(set(models.replicate)) if "replicate" in models.columns else [0]
     for fold in experiment["folds"]:
         networks = {}
-        for group in experiment["groups"]:
-            entry = models[(models.experiment == experiment["name"]) & (models.fold == fold["index"]) & (models.group == group)]
-            if entry.empty:
-                raise FileNotFoundError(f"no model for {experiment['name']} fold {fold['index']} group {group} in {models_dir}")
-            networks[group] = load_network(resolve_inside(models_dir, entry.model.iloc[0], "model path"), device)
+        for replicate in replicates:
+            for group in experiment["groups"]:
+                entry = models[(models.experiment == experiment["name"]) & (models.fold == fold["index"]) & (models.group == group)
+                               & ((models.replicate == replicate) if "replicate" in models.columns else True)]
+                if entry.empty:
+                    raise FileNotFoundError(f"no model for {experiment['name']} fold {fold['index']} group {group} "
+                                            f"replicate {replicate} in {models_dir}")
+                networks[(group, replicate)] = load_network(resolve_inside(models_dir, entry.model.iloc[0], "model path"), device)
         for test_group, test_cases in fold["test"].items():
             for case in test_cases:
                 image, truth = load_case(preprocessed, paths[case])
                 predictions = {}
-                for train_group, (network, config, _) in networks.items():
+                for (train_group, replicate), (network, config, _) in networks.items():
                     prediction = predict_labels(network, torch.from_numpy(image).to(device), config.patch, params.overlap,
                                                 params.sw_batch_size).cpu().numpy()
-                    predictions[train_group] = prediction
+                    if replicate == replicates[0]:
+                        predictions[train_group] = prediction
                     dice, hd95 = dice_and_hd95(prediction, truth, spacing)
                     missed = missed_organs(prediction, truth)
                     for index, organ in enumerate(ORGANS):
                         rows.append({"experiment": experiment["name"], "variable": experiment["variable"],
                                      "dataset": experiment["dataset"], "fold": fold["index"], "case": case,
-                                     "test_group": test_group, "train_group": train_group, "organ": organ,
+                                     "test_group": test_group, "train_group": train_group, "replicate": replicate, "organ": organ,
                                      "dice": dice[index], "hd95": hd95[index],
                                      "missed": bool(missed[index])})
                 key = f"{experiment['name']}/{test_group}"
@@ -109,6 +114,16 @@ def score_experiment(experiment: dict, models: pd.DataFrame, models_dir: Path, c
                     examples[key] = {"image": image[0, :, :, z], "truth": truth[:, :, z], "same": predictions[test_group][:, :, z],
                                      "other": predictions[other][:, :, z], "case": case, "other_group": other}
     return rows
+
+
+def replicate_means(per_case: pd.DataFrame) -> pd.DataFrame:
+    """Each case's scores averaged over the training replicates of its models (``missed`` where any replicate
+    missed); with one replicate the table itself. Gaps, tests and intervals are computed on these means."""
+    if per_case.empty or per_case.replicate.nunique() == 1:
+        return per_case.drop(columns="replicate")
+    keys = ["experiment", "variable", "dataset", "fold", "case", "test_group", "train_group", "organ"]
+    return (per_case.groupby(keys, sort=False)
+            .agg(dice=("dice", "mean"), hd95=("hd95", "mean"), missed=("missed", "max")).reset_index())
 
 
 def truth_comparison(splits: dict, gaps: pd.DataFrame, truth: pd.DataFrame, params: EvaluateParams) -> pd.DataFrame:
@@ -238,7 +253,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
         listing, folder = models[experiment["variable"]]
         rows += score_experiment(experiment, listing, folder, cases, preprocessed, spacing, p, device, examples)
     per_case = pd.DataFrame(rows)
-    gaps = pd.concat([gap_table(per_case, metric, p.significance, p.bootstrap_resamples, ctx.common.seed)
+    gaps = pd.concat([gap_table(replicate_means(per_case), metric, p.significance, p.bootstrap_resamples, ctx.common.seed)
                       for metric in ("dice", "hd95")], ignore_index=True)
     gaps = mark_corrected(gaps, p.significance)   # BH over every paired test of the run
     all_models = pd.concat([listing for listing, _ in models.values()], ignore_index=True)

@@ -34,7 +34,7 @@ from stages.ct_fairness.folds import load_splits
 from stages.ct_fairness.model import NetworkConfig
 from stages.ct_fairness.transforms import training_chain
 
-MODEL_COLUMNS = ["experiment", "variable", "dataset", "fold", "group", "model", "train_cases", "n_train", "final_loss", "patches"]
+MODEL_COLUMNS = ["experiment", "variable", "dataset", "fold", "group", "replicate", "model", "train_cases", "n_train", "final_loss", "patches"]
 
 
 class NetworkParams(StrictModel):
@@ -66,6 +66,7 @@ class ParallelParams(StrictModel):
 
 class TrainParams(StrictModel):
     network: NetworkParams
+    seeds: int = Field(ge=1)                # training replicates per (fold, group): training variance (issue 18 item 8)
     samples_per_volume: int = Field(ge=1)
     batch_size: int = Field(ge=1)           # volumes per step; patches per step = batch_size x samples_per_volume
     positive_fraction: float = Field(ge=0, le=1)
@@ -108,25 +109,30 @@ class TrainJob:
     cases: tuple[str, ...]
     paths: tuple[str, ...]
     seed: int
+    replicate: int = 0   # training seed replicate (train.seeds), 0 for the first
 
     @property
     def name(self) -> str:
-        return f"{self.experiment}/fold{self.fold}_{self.group}"
+        return f"{self.experiment}/fold{self.fold}_{self.group}" + (f"_seed{self.replicate}" if self.replicate else "")
 
 
-def jobs_for(variable: str, splits: dict, cases: pd.DataFrame, preprocessed: Path, seed: int) -> list[TrainJob]:
-    """Every (experiment, fold, group) of ``variable``; the seed depends on experiment and fold only."""
+def jobs_for(variable: str, splits: dict, cases: pd.DataFrame, preprocessed: Path, seed: int,
+             seeds: int = 1) -> list[TrainJob]:
+    """Every (experiment, fold, group, replicate) of ``variable``; the seed depends on experiment, fold and
+    replicate only, so both groups' models of a fold share it. ``seeds`` replicates per model (issue 18 item 8)."""
     paths = {str(c): str(preprocessed / p) for c, p in zip(cases["case"], cases["path"], strict=True)}
     jobs = []
     for experiment in splits["experiments"]:
         if experiment["variable"] != variable:
             continue
         for fold in experiment["folds"]:
-            fold_seed = (seed * 1_000_003 + zlib.crc32(f"{experiment['name']}/{fold['index']}".encode())) % (2**31)
-            for group in experiment["groups"]:
-                members = tuple(fold["train"][group])
-                jobs.append(TrainJob(experiment["name"], variable, experiment["dataset"], int(fold["index"]), group,
-                                     members, tuple(paths[c] for c in members), fold_seed))
+            for replicate in range(seeds):
+                key = f"{experiment['name']}/{fold['index']}" + (f"/seed{replicate}" if replicate else "")
+                fold_seed = (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**31)
+                for group in experiment["groups"]:
+                    members = tuple(fold["train"][group])
+                    jobs.append(TrainJob(experiment["name"], variable, experiment["dataset"], int(fold["index"]), group,
+                                         members, tuple(paths[c] for c in members), fold_seed, replicate))
     return jobs
 
 
@@ -213,7 +219,7 @@ def train(ctx: StageContext[TrainParams]) -> Metrics:
     device = ctx.torch_device(p.num_threads)
     preprocessed = ctx.dep("interim/preprocessed")
     cases = read_table(preprocessed / "cases.csv", ("case", "path"), dtype={"case": str})
-    jobs = jobs_for(variable, load_splits(ctx.dep("interim/splits")), cases, preprocessed, ctx.common.seed)
+    jobs = jobs_for(variable, load_splits(ctx.dep("interim/splits")), cases, preprocessed, ctx.common.seed, p.seeds)
     ctx.log_params({"variable": variable})
     print(f"training {len(jobs)} models for {variable} on {device.type}")
     results = run_jobs(jobs, p, device.type)
@@ -221,10 +227,10 @@ def train(ctx: StageContext[TrainParams]) -> Metrics:
     rows, curves = [], []
     with atomic_directory(ctx.out(f"models/{variable}")) as staging:
         for job, result in zip(jobs, results, strict=True):
-            relative = f"{job.experiment}/fold{job.fold}_{job.group}.pt"
+            relative = f"{job.name}.pt"
             save_model(staging / relative, job, p, result)
             rows.append({"experiment": job.experiment, "variable": job.variable, "dataset": job.dataset, "fold": job.fold,
-                         "group": job.group, "model": relative, "train_cases": " ".join(job.cases),
+                         "group": job.group, "replicate": job.replicate, "model": relative, "train_cases": " ".join(job.cases),
                          "n_train": len(job.cases), "final_loss": result["history"][-1]["loss"], "patches": result["patches"]})
             curves += [{"model": job.name, **point} for point in result["history"]]
         write_table(staging / "models.csv", pd.DataFrame(rows, columns=MODEL_COLUMNS))

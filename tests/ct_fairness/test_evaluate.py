@@ -245,3 +245,17 @@ def test_planted_and_null_cells_and_the_placebo_are_claims(tiny_study):
     measured = claims["placebo_false_positive_rate"]["measured"]
     assert measured["tests"] == placebo.p_paired_corrected.notna().sum() and measured["significant"] == significant
     assert claims["placebo_false_positive_rate"]["holds"] == (measured["false_positive_rate"] <= 0.05)
+
+
+def test_scores_are_averaged_over_seed_replicates_before_the_gaps():
+    """Issue 18 item 8: two replicates' scores of one case become their mean (missed if either missed)."""
+    from stages.ct_fairness.evaluate import replicate_means
+
+    base = {"experiment": "e", "variable": "sex", "dataset": "d", "fold": 0, "case": "c1", "test_group": "F",
+            "train_group": "F", "organ": "liver"}
+    per_case = pd.DataFrame([{**base, "replicate": 0, "dice": 0.6, "hd95": 4.0, "missed": False},
+                             {**base, "replicate": 1, "dice": 0.0, "hd95": 90.0, "missed": True}])
+    means = replicate_means(per_case)
+    assert len(means) == 1 and means.dice.iloc[0] == pytest.approx(0.3) and means.hd95.iloc[0] == pytest.approx(47.0)
+    assert bool(means.missed.iloc[0]) and "replicate" not in means.columns
+    assert replicate_means(per_case.iloc[:1]).dice.tolist() == [0.6]

@@ -149,3 +149,20 @@ def test_a_variable_without_experiments_writes_empty_results(tiny_study, tmp_pat
     assert pd.read_csv(data / "models" / "dataset" / "models.csv").empty
     assert pd.read_csv(data / "metrics" / "train_dataset_loss.csv").columns.tolist() == ["step", "loss"]
     assert json.loads((data / "metrics" / "train_dataset.json").read_text())["models"] == 0
+
+
+def test_seed_replicates_are_extra_models_with_their_own_seed(tiny_study):
+    """Issue 18 item 8: train.seeds = 2 gives each (fold, group) a second model with another seed; both groups of a
+    fold and replicate share the seed; replicate 0 keeps the single-seed name and seed."""
+    splits = json.loads((tiny_study.data / "interim" / "splits" / "splits.json").read_text())
+    cases = pd.read_csv(tiny_study.data / "interim" / "preprocessed" / "cases.csv", dtype={"case": str})
+    folder = tiny_study.data / "interim" / "preprocessed"
+    one, two = jobs_for("sex", splits, cases, folder, 0), jobs_for("sex", splits, cases, folder, 0, seeds=2)
+    assert len(two) == 2 * len(one) == 20
+    first = [j for j in two if j.replicate == 0]
+    assert [(j.name, j.seed, j.cases) for j in first] == [(j.name, j.seed, j.cases) for j in one]
+    second = [j for j in two if j.replicate == 1]
+    assert {j.name for j in second} == {f"{j.name}_seed1" for j in one}
+    for fold in range(5):
+        seeds = {j.seed for j in second if j.fold == fold}
+        assert len(seeds) == 1 and seeds.isdisjoint({j.seed for j in one if j.fold == fold})
