@@ -225,3 +225,21 @@ def test_control_cells_are_judged_by_the_corrected_paired_test():
     assert control_holds("none", [-3.0, 4.0], [0.2, np.nan])
     assert not control_holds("none", [-3.0, 4.0], [0.04, 0.7])
     assert false_positive_rate([0.01, 0.2, np.nan, 0.05, 0.9]) == (2, 4)
+
+
+def test_fold_bootstrap_equals_the_shared_bootstrap_on_the_same_resamples():
+    """The vectorised fold bootstrap against stages.common.stats.bootstrap_interval with a per-resample statistic."""
+    from stages.common.stats import bootstrap_interval
+
+    rng = np.random.default_rng(2)
+    folds = np.repeat(np.arange(5), 4)
+    same, other = rng.uniform(0.5, 0.9, 20), rng.uniform(0.3, 0.9, 20)
+    same[3] = np.nan
+
+    def gap(indices):
+        chosen = np.concatenate([np.nonzero(folds == f)[0] for f in indices])
+        a, b = np.nanmean(same[chosen]), np.nanmean(other[chosen])
+        return 100 * (b - a) / ((a + b) / 2)
+
+    expected = bootstrap_interval(gap, 5, n_resamples=300, seed=7)
+    assert fold_bootstrap_gap(folds, same, other, 300, seed=7) == pytest.approx(expected)
