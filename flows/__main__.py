@@ -100,7 +100,7 @@ def _command_serve(args: argparse.Namespace) -> int:
 
 def _command_ui(args: argparse.Namespace) -> int:
     from flows.servers import UI_SERVERS_FILE, free_port, start_mlflow_ui, start_prefect_server, write_ui_servers
-    from stages.common.tracking import artifact_location, flush_runs, tracking_uri
+    from stages.common.tracking import artifact_location, flush_runs, redact_uri, tracking_uri
 
     root = args.repo.resolve()
     uri = tracking_uri(root)
@@ -115,7 +115,7 @@ def _command_ui(args: argparse.Namespace) -> int:
         servers.append(start_mlflow_ui(uri, artifact_location(root), _log_dir(root), host=args.host, port=mlflow_port))
         write_ui_servers(_log_dir(root), f"{servers[0].url}/api", servers[1].url)
         print(f"Prefect UI: {servers[0].url}")
-        print(f"MLflow UI:  {servers[1].url}  (tracking URI {uri})")
+        print(f"MLflow UI:  {servers[1].url}  (tracking URI {redact_uri(uri)})")
         print("Press Ctrl-C to stop both.", flush=True)
         while all(server.process.poll() is None for server in servers):
             time.sleep(1)
