@@ -76,6 +76,19 @@ def placebo_labels(cases: pd.DataFrame, rng: np.random.Generator) -> pd.Series:
     return pd.Series(labels, index=cases.index, dtype=object)
 
 
+def matched_groups(groups: dict[str, list[str]], strata: dict[str, str], rng: np.random.Generator) -> dict[str, list[str]]:
+    """Both groups subsampled (seeded) to equal counts in every stratum, so their make-up in the other
+    variable matches (issue 18 item 7, ours): sex groups matched for age band, age groups for sex."""
+    names = list(groups)
+    kept: dict[str, list[str]] = {name: [] for name in names}
+    for stratum in sorted({strata[c] for members in groups.values() for c in members}):
+        members = {name: sorted(c for c in groups[name] if strata[c] == stratum) for name in names}
+        count = min(len(m) for m in members.values())
+        for name in names:
+            kept[name] += [members[name][i] for i in sorted(rng.permutation(len(members[name]))[:count])]
+    return kept
+
+
 def experiment_seed(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
@@ -116,14 +129,16 @@ def fold_design(groups: dict[str, list[str]], folds: int, rng: np.random.Generat
 
 def build_experiments(cases: pd.DataFrame, group_datasets: list[str], cross_dataset: bool, folds: int,
                       young_max: float, old_min: float, seed: int, common_size: bool = False,
-                      placebo: bool = False) -> list[Experiment]:
+                      placebo: bool = False, stratify: bool = False) -> list[Experiment]:
     """Sex and age experiments within each of ``group_datasets``, plus the cross-dataset experiment.
 
     With ``common_size`` (ours, issue 18 item 6) every experiment uses the smallest experiment's block
     size, so every model trains on the same number of cases and a gap of one experiment is not
     confounded with a larger training set of another (the cross-dataset models would otherwise train on
     the most cases). With ``placebo`` (ours) each of ``group_datasets`` also gets a placebo experiment whose
-    groups are shuffled labels (:func:`placebo_labels`): its significant gaps are false positives.
+    groups are shuffled labels (:func:`placebo_labels`): its significant gaps are false positives. With
+    ``stratify`` (ours) the sex groups are matched for age band (young / between / old) and the age groups
+    for sex (:func:`matched_groups`) before the blocks are cut.
     """
     plans = [(variable, dataset) for dataset in group_datasets for variable in ("sex", "age")]
     if cross_dataset:
@@ -148,6 +163,10 @@ def build_experiments(cases: pd.DataFrame, group_datasets: list[str], cross_data
             if len(names) != 2:
                 raise BadInputError(f"the cross-dataset experiment needs exactly two datasets, found {list(names)}")
         groups = {name: subset.loc[labels == name, "case"].astype(str).tolist() for name in names}
+        if stratify and variable in ("sex", "age"):
+            bands = subset["age"].map(lambda a: age_group(float(a), young_max, old_min) or "between")
+            strata = dict(zip(subset["case"].astype(str), bands if variable == "sex" else subset["sex"], strict=True))
+            groups = matched_groups(groups, strata, experiment_seed(seed, f"matched_{variable}_{dataset}"))
         plans_groups.append((variable, dataset, names, groups))
     common = None
     if common_size and plans_groups:

@@ -62,6 +62,7 @@ class PreprocessParams(StrictModel):
     cross_dataset: bool
     common_training_size: bool   # ours: every experiment at the smallest experiment's block size
     placebo: bool                # ours: a shuffled-label placebo experiment per group dataset
+    stratify_groups: bool        # ours: sex groups matched for age band, age groups for sex
     max_crop_loss: float = Field(ge=0, le=1)   # ours: refuse a case whose crop cuts away more of an organ
     num_threads: int = Field(ge=1)   # torch threads of the MONAI transforms (CPU)
 
@@ -106,7 +107,7 @@ def preprocess(ctx: StageContext[PreprocessParams]) -> Metrics:
     manifest["age_group"] = [age_group(a, p.age_bins.young_max, p.age_bins.old_min) or "" for a in manifest["age"]]
     experiments = build_experiments(manifest, list(p.group_datasets), p.cross_dataset, p.folds,
                                     p.age_bins.young_max, p.age_bins.old_min, ctx.common.seed, p.common_training_size,
-                                    p.placebo)
+                                    p.placebo, p.stratify_groups)
     for experiment in experiments:
         sizes = ", ".join(f"{g}={n}" for g, n in experiment.group_sizes.items())
         print(f"{experiment.name}: groups {sizes}, block {experiment.block_size}, "

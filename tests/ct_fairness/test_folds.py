@@ -11,6 +11,7 @@ from stages.ct_fairness.folds import (
     build_experiments,
     fold_design,
     group_labels,
+    matched_groups,
     placebo_labels,
     split_table,
 )
@@ -109,3 +110,22 @@ def test_placebo_labels_are_a_seeded_random_half():
     rows = pd.DataFrame({"case": [f"s{i:02d}" for i in range(20)], "dataset": "ts", "sex": ["F", "M"] * 10, "age": [30, 70] * 10})
     placebo = [e for e in build_experiments(rows, ["ts"], False, 5, 40, 65, 0, placebo=True) if e.variable == "placebo"]
     assert [(e.name, e.groups, e.block_size) for e in placebo] == [("placebo_ts", ("A", "B"), 2)]
+
+
+def test_stratified_groups_match_the_other_variable():
+    """Issue 18 item 7: with stratify the sex groups are matched for age band. Women aged 30/50/70 in turn (5 young,
+    5 between, 4 old) and men 4 young, 12 old: by hand, 4 young + 4 old each; without it every case stays."""
+    rows = [{"case": f"s{i:02d}", "dataset": "ts", "sex": "F" if i < 14 else "M",
+             "age": [30, 50, 70][i % 3] if i < 14 else [30, 70, 70, 70][i % 4]} for i in range(30)]
+    cases = pd.DataFrame(rows)
+    plain = {e.variable: e for e in build_experiments(cases, ["ts"], False, 5, 40, 65, 0)}
+    assert plain["sex"].group_sizes == {"F": 14, "M": 16}
+    matched = {e.variable: e for e in build_experiments(cases, ["ts"], False, 5, 40, 65, 0, stratify=True)}
+    assert matched["sex"].group_sizes == {"F": 8, "M": 8}
+    bands = {r["case"]: "young" if r["age"] <= 40 else "old" if r["age"] >= 65 else "between" for r in rows}
+    groups = {g: [r["case"] for r in rows if r["sex"] == g] for g in "FM"}
+    kept = matched_groups(groups, bands, np.random.default_rng(0))
+    for group in "FM":
+        assert sorted(bands[c] for c in kept[group]) == ["old"] * 4 + ["young"] * 4
+    # age groups matched for sex: young = 5 F + 4 M, old = 4 F + 12 M -> 4 F + 4 M each
+    assert matched["age"].group_sizes == {"young": 8, "old": 8}
