@@ -65,11 +65,17 @@ def validate_slice(record, benchmark: RawBenchmark) -> tuple[np.ndarray, dict]:
     case = benchmark.cases.get(record.case_id)
     if case is None:
         raise BadInputError(f"{record.where}: slice {record.filename}: case {record.case_id!r} has no row in the case metadata")
+    if case.get("problem"):
+        raise BadInputError(f"slice {record.filename}: {case['problem']}")
     for field_name in ("clinical_history", "final_diagnosis"):
         if not case[field_name]:
             raise BadInputError(f"{case['where']}: case {record.case_id!r} has no {field_name}")
     pixels = decode_slice(record)
     height, width = pixels.shape
+    declared = record.declared_size
+    if (declared[0] is not None and declared[0] != width) or (declared[1] is not None and declared[1] != height):
+        raise BadInputError(f"{record.where}: slice {record.filename}: declares {declared[0]}x{declared[1]} px "
+                            f"(width x height), the PNG is {width}x{height}")
     for where, box in record.gold:
         problems = box_problems([box], width, height)
         if problems:
@@ -183,16 +189,21 @@ def ingest(ctx: StageContext[IngestParams]) -> Metrics:
             dataset_root = out / "images"
         else:
             dataset_root = benchmark.root / "images" if (benchmark.root / "images").is_dir() else benchmark.root
-        rows, box_rows = [], []
+        rows, box_rows, seen = [], [], {}
         for record in progress(benchmark.slices, "validating slices", len(benchmark.slices)):
             with ctx.quarantine.guard(record.where or record.filename) as outcome:
+                image_id = Path(record.filename).stem
+                if image_id in seen:
+                    raise BadInputError(f"{record.where}: slice {record.filename}: a second row for image {image_id!r} "
+                                        f"(first at {seen[image_id]})")
                 pixels, case = validate_slice(record, benchmark)
+                if benchmark.layout == "parquet":
+                    write_png(resolve_inside(staging / "images", record.filename, "image filename"), pixels)
             if not outcome.ok:
                 continue
-            if benchmark.layout == "parquet":
-                write_png(resolve_inside(staging / "images", record.filename, "image filename"), pixels)
+            seen[image_id] = record.where
             height, width = pixels.shape
-            row, boxes = slice_rows(Path(record.filename).stem, record, case, width, height)
+            row, boxes = slice_rows(image_id, record, case, width, height)
             rows.append(row)
             box_rows += boxes
         if not rows:
