@@ -1,8 +1,8 @@
 """nova-evaluate: score every model on the three tasks, with bootstrap intervals and a
 common-versus-rare breakdown.
 
-Localisation: mAP at IoU 0.3, 0.5 and 0.5:0.95, ACC50, TP30, FP30, FNR50
-(:mod:`stages.nova.metrics`). Captioning: BLEU-4, METEOR, ROUGE-L, clinical- and modality-term
+Localisation: ACC50, TP30, FP30, FNR50, the per-image hit30/hit50 and mean best IoU, and COCO
+mAP at IoU 0.3, 0.5 and 0.5:0.95 (score-less models: one operating point; :mod:`stages.nova.metrics`). Captioning: BLEU-4, METEOR, ROUGE-L, clinical- and modality-term
 F1, normal/abnormal F1 (:mod:`stages.nova.text_metrics`). Diagnosis: Top-1 and Top-5 with the
 configured judge. Intervals: percentile bootstrap over cases (a case's slices stay together).
 "Rare" pathologies are those with at most ``nova.ingest.rare_max_cases`` cases in the benchmark.
@@ -36,7 +36,9 @@ from stages.nova.openai_client import ChatClient, EndpointConfig
 from stages.nova.text_metrics import CaptionScores, LexiconKeywordExtractor, score_captions
 
 ANSWER_CACHE = "answers/evaluate"  # under data/nova: the LLM judges' answers (persistent output, like predict's)
-LOCALISATION = ("map30", "map50", "map50_95", "acc50", "tp30", "fp30", "fnr50")
+# The count metrics lead: they do not depend on scores, which VLMs do not give (issue 17 item 8);
+# hit30/hit50/mean_best_iou are the re-implementation's per-image definition (item 9).
+LOCALISATION = ("acc50", "tp30", "fp30", "fnr50", "hit30", "hit50", "mean_best_iou", "map30", "map50", "map50_95")
 CAPTIONING = ("bleu4", "meteor", "rouge_l", "clinical_f1", "modality_f1", "normal_abnormal_f1")
 DIAGNOSIS = ("top1", "top5")
 TASK_OF = {**{m: "localisation" for m in LOCALISATION}, **{m: "captioning" for m in CAPTIONING},
@@ -116,10 +118,11 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     predictions_dir = ctx.dep("predictions")
     model_names = list(json.loads((predictions_dir / "summary.json").read_text()))
 
-    summary_rows, image_rows, case_rows, curves, results = [], [], [], {}, {}
+    summary_rows, image_rows, case_rows, curves, results, scoreless = [], [], [], {}, {}, {}
     for model_index, name in enumerate(model_names):
         boxes, captions, diagnoses, problems = load_predictions(predictions_dir / f"{name}.json")
         table = match_table(gold, {k: v for k, v in boxes.items() if k in gold})
+        scoreless[name] = table.scoreless
         hypotheses = [captions.get(i, "") for i in images.image_id]
         caption_scores = score_captions(hypotheses, list(images.caption), list(images.n_gold > 0), extractor)
         ranked = [diagnoses.get(c, []) for c in cases.case_id]
@@ -143,6 +146,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
                 "model": name, "image_id": image.image_id, "case_id": image.case_id, "frequency": image.frequency,
                 "n_gold": int(table.n_gt[position]),
                 "n_pred": int(table.dt_count[position]), "tp30": int(table.tp30[position]), "tp50": int(table.tp50[position]),
+                "best_iou": float(table.best_iou[position]),
                 "meteor": caption_scores.meteor[index], "rouge_l": caption_scores.rouge_l[index],
                 "clinical_f1": caption_scores.clinical_f1[index], "modality_f1": caption_scores.modality_f1[index],
                 "gold_abnormal": bool(caption_scores.gold_abnormal[index]),
@@ -185,6 +189,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
                                       for g in ("common", "rare")} for name in model_names}
     metrics["cases"] = {g: int(len(c)) for g, c in group_cases.items()}
     metrics["judges"] = {"caption_keywords": extractor.name, "diagnosis": judge.name}
+    metrics["scoreless"] = {name: scoreless[name] for name in model_names}
     if {"normative", "random_boxes"} <= set(model_names):
         metrics["normative_beats_random_map30"] = bool(results["normative"]["all"]["map30"] > results["random_boxes"]["all"]["map30"])
     write_json(ctx.out("metrics/evaluate.json"), metrics)

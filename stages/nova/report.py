@@ -119,8 +119,18 @@ def report(ctx: StageContext[ReportParams]) -> None:
                          f"({'better' if metrics['normative_beats_random_map30'] else 'not better'}).")
 
     report.heading("Metrics (all cases)")
-    report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, ACC50, FNR50, F1 and Top-k on 0-1, "
-                                                   "BLEU-4, METEOR and ROUGE-L on 0-100, TP30 and FP30 are counts")
+    unscored = [name for name, flag in metrics.get("scoreless", {}).items() if flag]
+    report.paragraph(
+        "Localisation leads with the count metrics (ACC50, TP30, FP30, FNR50), which need no scores. hit30 / hit50: "
+        "share of slices with a gold box whose best IoU reaches 0.3 / 0.5, and mean_best_iou, as the public "
+        "re-implementation by NOVA's authors computes its 'mAP@30'; map30 / map50 / map50_95 are COCO AP "
+        "(pycocotools' definition). The official scorer was not available, so which of the two definitions the "
+        "published mAP@30 uses is unknown."
+        + (f" Score-less models ({', '.join(unscored)}): their AP is one operating point (one constant score; "
+           "independent of the order of their boxes; the lower bound over tie orders)." if unscored else ""), note=True)
+    report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, hit rates, mean best IoU, ACC50, "
+                                                   "FNR50, F1 and Top-k on 0-1, BLEU-4, METEOR and ROUGE-L on 0-100, "
+                                                   "TP30 and FP30 are counts")
     for group in ("common", "rare"):
         report.heading(f"Metrics, {group} pathologies", level=3)
         report.table(interval_table(summary, group), f"{group} pathologies only")
