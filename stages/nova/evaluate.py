@@ -124,7 +124,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
         table = match_table(gold, {k: v for k, v in boxes.items() if k in gold})
         scoreless[name] = table.scoreless
         hypotheses = [captions.get(i, "") for i in images.image_id]
-        caption_scores = score_captions(hypotheses, list(images.caption), list(images.n_gold > 0), extractor)
+        caption_scores = score_captions(hypotheses, list(images.caption), None, extractor)  # gold label from the gold caption
         ranked = [diagnoses.get(c, []) for c in cases.case_id]
         top1, top5 = top_k_hits(judge, ranked, list(cases.final_diagnosis))
         scores = ModelScores(table, caption_scores, top1, top5, members)
