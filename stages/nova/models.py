@@ -159,12 +159,17 @@ class OpenAICompatibleModel:
 
     def _ask(self, messages, parse, what: str, problems: list[str]):
         try:
-            answer = self.client.complete(messages)
+            answer = self.client.complete_answer(messages)
         except EndpointError as error:
             problems.append(f"{what}: endpoint error: {error}")
             return None
+        if answer.truncated:
+            problems.append(f"{what}: truncated at the token limit (finish_reason length)")
+        if answer.refusal is not None and not answer.text.strip():
+            problems.append(f"{what}: refused: {answer.refusal}")
+            return None
         try:
-            return parse(answer)
+            return parse(answer.text)
         except AnswerParseError as error:
             problems.append(f"{what}: unparseable answer: {error}")
             return None

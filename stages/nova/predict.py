@@ -103,7 +103,9 @@ def predict(ctx: StageContext[PredictParams]) -> Metrics:
             client_stats[model.name] = client.stats.as_dict() if client is not None else {}
             summary[model.name] = {"cases": len(predictions), "slices": sum(len(c.slices) for c in predictions),
                                    "problems": len(problems), "problem_examples": problems[:10]}
-            write_json(staging / f"{model.name}.json", {"model": model.name, "cases": [c.to_json() for c in predictions]})
+            # where the answers came from: the endpoint and its model (never the key); identical from the cache
+            source = {"endpoint": client.endpoint, "endpoint_model": client.config.model} if client is not None else {}
+            write_json(staging / f"{model.name}.json", {"model": model.name, **source, "cases": [c.to_json() for c in predictions]})
         write_json(staging / "summary.json", summary)
     ctx.log_artifact(out / "summary.json")
     print("nova-predict: " + ", ".join(f"{k} {v['slices']} slices in {seconds_per_model[k]:.1f} s, {v['problems']} problems"

@@ -25,8 +25,8 @@ def stub():
 
 
 def client_for(stub, tmp_path, **overrides) -> ChatClient:
-    config = dict(base_url=stub.url, model="stub-vl", api_key_env="", temperature=0.1, max_tokens=512, timeout_s=2.0,
-                  max_retries=2, backoff_s=0.01)
+    config = dict(base_url=stub.url, model="stub-vl", api_key_env="", temperature=0.1, max_tokens=512,
+                  token_limit_key="max_tokens", timeout_s=2.0, max_retries=2, backoff_s=0.01)
     config.update(overrides)
     return ChatClient(EndpointConfig(**config), tmp_path / "cache")
 
@@ -144,3 +144,69 @@ def test_llm_judges_through_the_stub(tmp_path):
         server.answer = lambda body: "maybe"
         confused = LLMJudge(client_for(server, tmp_path / "other"))
         assert not confused.match("Lymphoma", "Glioblastoma") and confused.failures == 1
+
+
+# --------------------------------------------------------------------------- issue 17 items 4 and 6
+MESSAGES = [{"role": "user", "content": "Describe the findings"}]
+
+
+def test_the_cache_is_keyed_on_the_endpoint_and_the_generation_settings(tmp_path):
+    with running_stub(answer=lambda body: "from the first server") as first, \
+            running_stub(answer=lambda body: "from the second server") as second:
+        assert client_for(first, tmp_path).complete(MESSAGES) == "from the first server"
+        moved = client_for(second, tmp_path)  # same model name, same cache folder, another server
+        assert moved.complete(MESSAGES) == "from the second server" and moved.stats.cache_hits == 0
+        for change in ({"temperature": 0.7}, {"max_tokens": 64}, {"token_limit_key": "max_completion_tokens"}):
+            other = client_for(first, tmp_path, **change)
+            other.complete(MESSAGES)
+            assert other.stats.cache_hits == 0 and other.stats.requests == 1, change
+        again = client_for(first, tmp_path)
+        assert again.complete(MESSAGES) == "from the first server" and again.stats.cache_hits == 1
+        stored = [p.read_text() for p in (tmp_path / "cache").rglob("*.json")]
+        assert any(first.url in text for text in stored) and any(second.url in text for text in stored)
+
+
+def test_max_tokens_or_max_completion_tokens_come_from_params(stub, tmp_path):
+    client_for(stub, tmp_path, max_tokens=2048).complete(MESSAGES)
+    client_for(stub, tmp_path / "b", max_tokens=1000, token_limit_key="max_completion_tokens").complete(MESSAGES)
+    first, second = (r["body"] for r in stub.requests)
+    assert first["max_tokens"] == 2048 and "max_completion_tokens" not in first
+    assert second["max_completion_tokens"] == 1000 and "max_tokens" not in second
+
+
+def test_a_200_reply_that_is_not_json_is_retried(stub, tmp_path):
+    stub.script = [("raw", ("text/html", b"<html><body>502 Bad Gateway (proxy)</body></html>"))]
+    client = client_for(stub, tmp_path)
+    assert client.complete(MESSAGES) == GOOD_CAPTION
+    assert client.stats.retries == 1 and client.stats.requests == 2
+    stub.script = [("raw", ("text/html", b"<html>proxy</html>"))] * 5
+    with pytest.raises(EndpointError, match=r"not JSON \(starts '<html>proxy</html>'\)"):
+        client_for(stub, tmp_path / "b", max_retries=1).complete(MESSAGES)
+
+
+def test_a_refusal_is_an_empty_answer_with_the_refusal_recorded(stub, tmp_path):
+    refusal = {"choices": [{"message": {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+                            "finish_reason": "stop"}]}
+    stub.script = [("payload", refusal), ("answer", GOOD_CAPTION)]
+    model = OpenAICompatibleModel(client_for(stub, tmp_path), "predicted")
+    item = model.predict_case(one_case(tmp_path)).slices[0]
+    assert item.boxes.shape == (0, 4) and item.caption == GOOD_CAPTION
+    assert item.problems == ["case0001_001 boxes: refused: I can't help with that."]
+    cached = client_for(stub, tmp_path).complete_answer(stub.requests[0]["body"]["messages"])
+    assert cached.text == "" and cached.refusal == "I can't help with that."  # the cache keeps the refusal
+
+
+def test_finish_reason_length_is_recorded_as_truncated(stub, tmp_path):
+    cut = {"choices": [{"message": {"role": "assistant", "content": "Axial FLAIR image shows a hyperintense"},
+                        "finish_reason": "length"}]}
+    stub.script = [("answer", "[]"), ("payload", cut)]
+    item = OpenAICompatibleModel(client_for(stub, tmp_path), "predicted").predict_case(one_case(tmp_path)).slices[0]
+    assert item.caption == "Axial FLAIR image shows a hyperintense"
+    assert item.problems == ["case0001_001 caption: truncated at the token limit (finish_reason length)"]
+
+
+def test_retry_after_is_honoured(stub, tmp_path):
+    stub.script = [("status", (429, {"Retry-After": "0.6"}))]
+    client = client_for(stub, tmp_path, backoff_s=0.01)
+    assert client.complete(MESSAGES) == GOOD_CAPTION
+    assert stub.times[1] - stub.times[0] >= 0.55  # the back-off alone would have waited 0.01 s

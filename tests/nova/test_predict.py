@@ -41,6 +41,8 @@ def test_the_endpoint_model_runs_through_the_stub_and_its_answers_are_cached(pre
         assert len(stub.requests) == metrics["openai_compatible.client.requests"] == 2 * slices + cases
         summary = json.loads((predict_root / "data/nova/predictions/summary.json").read_text())
         assert summary["openai_compatible"] == {"cases": cases, "slices": slices, "problems": 0, "problem_examples": []}
+        recorded = json.loads((predict_root / "data/nova/predictions/openai_compatible.json").read_text())
+        assert (recorded["endpoint"], recorded["endpoint_model"]) == (stub.url, "Qwen/Qwen2.5-VL-72B-Instruct")
         cache = predict_root / "data" / "nova" / "answers" / "predict"  # a persistent output
         assert len(list(cache.rglob("*.json"))) == len(stub.requests)
         first = file_hashes(predict_root / "data" / "nova" / "predictions")
