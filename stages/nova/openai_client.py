@@ -40,7 +40,21 @@ LOCALISATION_PROMPT = (
     "Localise every abnormality in this brain MRI slice. Answer with JSON only: a list of objects "
     '{"box_2d": [ymin, xmin, ymax, xmax], "label": "<finding>", "confidence": <0-1>} with coordinates '
     "normalised to 0-1000 of the image height and width. Answer [] if the slice looks normal."
-)
+)  # localisation_prompt("yxyx_1000"); other box formats: localisation_prompt(box_format)
+BOX_PHRASES = {  # how the localisation prompt asks for boxes in each box_format
+    "yxyx_1000": ('{"box_2d": [ymin, xmin, ymax, xmax]', "with coordinates normalised to 0-1000 of the image height and width"),
+    "xyxy_1000": ('{"box_2d": [xmin, ymin, xmax, ymax]', "with coordinates normalised to 0-1000 of the image width and height"),
+    "xyxy_px": ('{"bbox_2d": [x1, y1, x2, y2]', "with coordinates in pixels of the image"),
+}
+
+
+def localisation_prompt(box_format: str = "yxyx_1000") -> str:
+    """The localisation prompt asking for boxes in ``box_format`` (``yxyx_1000`` gives :data:`LOCALISATION_PROMPT`)."""
+    box, scale = BOX_PHRASES[box_format]
+    return ("Localise every abnormality in this brain MRI slice. Answer with JSON only: a list of objects "
+            f'{box}, "label": "<finding>", "confidence": <0-1>}} {scale}. Answer [] if the slice looks normal.')
+
+
 CAPTION_PROMPT = (
     "Describe the findings in this brain MRI slice in one or two sentences as a radiologist would: "
     "plane and sequence, then location, size, signal and shape of any abnormality, or say that "
@@ -292,11 +306,17 @@ def _number_list(value: Any) -> list[float] | None:
     return None
 
 
-def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
-    """Boxes ``[ymin, xmin, ymax, xmax]`` (0-1000) and confidences (None unless every box has one).
+BOX_KEYS = ("bbox_2d", "box_2d", "bbox", "box")
 
-    Accepts a list of 4-number lists, a list of objects with ``box_2d``/``bbox``/``box``, or an
-    object holding such a list under ``boxes``/``detections``. Raises AnswerParseError otherwise.
+
+def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
+    """Boxes as the model wrote them (four numbers each, in its ``box_format``) and confidences
+    (None unless every box has one).
+
+    Accepts a list of 4-number lists, one flat ``[x1, y1, x2, y2]`` list, a list of objects with
+    ``bbox_2d`` (Qwen2.5-VL's native form), ``box_2d``, ``bbox`` or ``box``, one such object, or an
+    object holding such a list under ``boxes``/``detections``/``objects``/``abnormalities``.
+    Raises AnswerParseError otherwise.
     """
     data = extract_json(text)
     if isinstance(data, dict):
@@ -305,7 +325,9 @@ def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
                 data = data[key]
                 break
         else:
-            data = [data] if any(k in data for k in ("box_2d", "bbox", "box")) else data
+            data = [data] if any(k in data for k in BOX_KEYS) else data
+    if _number_list(data) is not None:
+        data = [data]  # one flat [x1, y1, x2, y2]
     if not isinstance(data, list):
         raise AnswerParseError(f"expected a list of boxes, got {type(data).__name__} in {_quote(text)}")
     boxes, scores = [], []
@@ -313,7 +335,7 @@ def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
         box = _number_list(item)
         score = None
         if box is None and isinstance(item, dict):
-            box = next((_number_list(item[k]) for k in ("box_2d", "bbox", "box") if k in item), None)
+            box = next((_number_list(item[k]) for k in BOX_KEYS if k in item), None)
             raw = item.get("confidence", item.get("score"))
             score = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
         if box is None:

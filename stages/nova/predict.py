@@ -32,6 +32,7 @@ ANSWER_CACHE = "answers/predict"  # under data/nova; empty while the endpoint is
 class EndpointParams(EndpointConfig):
     enabled: bool
     diagnosis_findings: Literal["predicted", "gold"]  # what the diagnosis request is given as findings
+    box_format: Literal["yxyx_1000", "xyxy_1000", "xyxy_px"]  # how this model writes boxes (Qwen2.5-VL: xyxy_px)
 
     @model_validator(mode="after")
     def url_when_enabled(self) -> EndpointParams:
@@ -77,7 +78,7 @@ def build_models(ctx: StageContext[PredictParams]) -> list:
             models.append(RandomBoxesModel(ctx.common.seed, p.random_max_boxes))
     if p.openai_compatible.enabled:
         client = ChatClient(p.openai_compatible, ctx.out(ANSWER_CACHE))
-        models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings))
+        models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings, p.openai_compatible.box_format))
     return models
 
 

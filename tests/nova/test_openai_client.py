@@ -1,8 +1,11 @@
 """The OpenAI-compatible adapter against a local stub server (127.0.0.1, in a thread; no real network)."""
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from stages.nova.boxes import answer_to_pixel_xywh
 from stages.nova.metrics import localisation_metrics
 from stages.nova.models import CaseInput, OpenAICompatibleModel, SliceInput
 from stages.nova.openai_client import (
@@ -210,3 +213,41 @@ def test_retry_after_is_honoured(stub, tmp_path):
     client = client_for(stub, tmp_path, backoff_s=0.01)
     assert client.complete(MESSAGES) == GOOD_CAPTION
     assert stub.times[1] - stub.times[0] >= 0.55  # the back-off alone would have waited 0.01 s
+
+
+# --------------------------------------------------------------------------- issue 17 item 7
+QWEN_ANSWER = '```json\n[\n  {"bbox_2d": [48, 60, 144, 120], "label": "hyperintense lesion"}\n]\n```'
+
+
+def test_box_answers_as_real_vlms_write_them():
+    assert parse_boxes(QWEN_ANSWER) == ([[48, 60, 144, 120]], None)
+    assert parse_boxes('{"bbox_2d": [1, 2, 3, 4], "label": "x"}') == ([[1, 2, 3, 4]], None)
+    assert parse_boxes("The box is [10, 20, 30, 40].") == ([[10, 20, 30, 40]], None)  # one flat list
+    assert parse_boxes('{"objects": [{"bbox_2d": [5, 6, 7, 8], "confidence": 0.9}]}') == ([[5, 6, 7, 8]], [0.9])
+
+
+@pytest.mark.parametrize("box_format, answer", [
+    ("yxyx_1000", [250, 100, 500, 300]),   # ymin, xmin, ymax, xmax on 0-1000 of 240 x 480
+    ("xyxy_1000", [100, 250, 300, 500]),   # xmin, ymin, xmax, ymax on 0-1000
+    ("xyxy_px", [48, 60, 144, 120]),       # pixels, Qwen2.5-VL
+    ("xyxy_px", [144, 120, 48, 60]),       # swapped corners still name the box
+])
+def test_each_box_format_gives_the_same_pixel_box(box_format, answer):
+    np.testing.assert_allclose(answer_to_pixel_xywh([answer], 480, 240, box_format), [[48, 60, 96, 60]])
+
+
+def test_xyxy_px_is_clipped_to_the_image():
+    np.testing.assert_allclose(answer_to_pixel_xywh([[-10, 200, 600, 300]], 480, 240, "xyxy_px"), [[0, 200, 480, 40]])
+
+
+def test_a_qwen_style_endpoint_with_box_format_xyxy_px(tmp_path):
+    def qwen(body):
+        text = json.dumps(body["messages"][-1]["content"])
+        return QWEN_ANSWER if "Localise" in text else GOOD_CAPTION
+
+    with running_stub(answer=qwen) as server:
+        model = OpenAICompatibleModel(client_for(server, tmp_path), "predicted", box_format="xyxy_px")
+        item = model.predict_case(one_case(tmp_path)).slices[0]
+        assert "bbox_2d" in json.dumps(server.requests[0]["body"]["messages"])  # the prompt asks for Qwen's form
+    np.testing.assert_allclose(item.boxes, [[48, 60, 96, 60]])
+    assert item.scores is None and not item.problems
