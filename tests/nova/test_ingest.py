@@ -147,7 +147,7 @@ def test_synthetic_csv_layout_reads_the_slices_from_raw(tmp_path):
     out = tmp_path / "data" / "nova" / "interim" / "ingest"
     info = json.loads((out / "dataset.json").read_text())
     assert info == {"root": "data/nova/raw/benchmark/images", "healthy_root": "data/nova/raw/healthy",
-                    "source": "synthetic", "layout": "csv"}
+                    "source": "synthetic", "layout": "csv", "frequency_by": "cases", "groups": ["common", "rare"]}
     assert not (out / "images").exists()
     assert json.loads((tmp_path / "data/nova/raw/benchmark/SOURCE.json").read_text()) == {"source": "synthetic"}
 

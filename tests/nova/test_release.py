@@ -223,3 +223,47 @@ def test_a_second_row_for_the_same_slice_is_quarantined(tmp_path):
     run_step(ingest, tmp_path / "skip", {**SMALL, "nova.ingest.source": str(source), "common.on_bad_input": "skip"})
     manifest = pd.read_csv(tmp_path / "skip" / "data" / "nova" / "interim" / "ingest" / "manifest.csv")
     assert len(manifest) == 3
+
+
+def test_pathology_categories_of_real_diagnoses():
+    from stages.nova.catalogue import pathology_category
+
+    expected = {"Glioblastoma, IDH-wildtype": "neoplastic", "Pilocytic astrocytoma": "neoplastic",
+                "Cerebral metastases from lung carcinoma": "neoplastic", "Acute ischaemic stroke": "vascular",
+                "Dural arteriovenous fistula": "vascular", "Cerebral venous sinus thrombosis": "vascular",
+                "Toxoplasmosis": "infectious", "Herpes simplex encephalitis": "infectious",
+                "Anti-NMDA receptor autoimmune encephalitis": "inflammatory / demyelinating",
+                "Neuromyelitis optica spectrum disorder": "inflammatory / demyelinating",
+                "Osmotic demyelination syndrome": "metabolic / toxic / degenerative",
+                "Posterior reversible encephalopathy syndrome (PRES)": "metabolic / toxic / degenerative",
+                "Arachnoid cyst": "developmental / cystic", "Grey matter heterotopia": "developmental / cystic",
+                "Diffuse axonal injury": "traumatic", "Lhermitte-Duclos disease": "other"}
+    assert {name: pathology_category(name) for name in expected} == expected
+
+
+def test_the_current_release_end_to_end_with_an_empty_group_and_by_category(tmp_path):
+    """ingest -> train_normative -> predict -> evaluate -> report on the current parquet: one case per
+    pathology, so common/rare leaves "common" empty (named, not NaN); by category the groups have cases."""
+    from tests.nova.tiny import run_steps
+
+    source = write_release(tmp_path / "nova", release_rows())
+    overrides = {**SMALL, "nova.ingest.source": str(source), "nova.train_normative.size": 32,
+                 "nova.train_normative.bank_size": 500, "nova.evaluate.bootstrap_resamples": 5, "nova.report.examples": 1}
+    run_steps(tmp_path / "by_cases", overrides)
+    data = tmp_path / "by_cases" / "data" / "nova"
+    metrics = json.loads((data / "metrics" / "evaluate.json").read_text())
+    assert metrics["cases"] == {"all": 2, "common": 0, "rare": 2} and metrics["empty_groups"] == ["common"]
+    assert all(set(groups) == {"rare"} for groups in metrics["by_frequency"].values())  # no NaN "common" entry
+    summary = pd.read_csv(data / "evaluation" / "summary.csv")
+    assert set(summary.group) == {"all", "rare"}
+    html = (data / "report" / "index.html").read_text()
+    assert "common: 0 cases (empty)" in html and "No case falls in the common group" in html
+    assert "frequency_by: category" in html  # the lopsided split is flagged
+
+    run_steps(tmp_path / "by_category", {**overrides, "nova.ingest.frequency_by": "category"})
+    data = tmp_path / "by_category" / "data" / "nova"
+    manifest = pd.read_csv(data / "interim" / "ingest" / "manifest.csv")
+    assert dict(zip(manifest.case_id, manifest.frequency, strict=True)) == {"case0007": "neoplastic", "case0012": "neoplastic"}
+    metrics = json.loads((data / "metrics" / "evaluate.json").read_text())
+    assert metrics["cases"]["neoplastic"] == 2 and "vascular" in metrics["empty_groups"]
+    assert set(pd.read_csv(data / "evaluation" / "summary.csv").group) == {"all", "neoplastic"}
