@@ -16,17 +16,24 @@ from stages.common.stage import StageContext, run_stage
 from stages.nova.dataset import declared_source, ingest_info, load_manifest, load_predictions, read_manifest_slice
 
 MODEL_COLOURS = {"normative": "#e8453c", "random_boxes": "#8c8cff", "openai_compatible": "#2ca02c"}
-# Real NOVA, as published (arXiv 2505.14064); context only, not comparable with a synthetic run.
+# Real NOVA, as published (arXiv 2505.14064): value in the paper's unit; "ours" converts it to the
+# unit of this report's tables (mAP, F1, Top-k on 0-1; BLEU-4 on 0-100, as sacrebleu and the paper).
 PUBLISHED = [
-    {"model": "Qwen2.5-VL-72B", "task": "localisation", "metric": "mAP@30 (%)", "value": 37.66},
-    {"model": "Qwen2-VL-72B", "task": "localisation", "metric": "mAP@30 (%)", "value": 25.02},
-    {"model": "Gemini 2.0 Flash", "task": "localisation", "metric": "mAP@30 (%)", "value": 20.16},
-    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 19.8},
-    {"model": "GPT-4o", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 15.7},
-    {"model": "Qwen2.5-VL-72B", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 13.6},
-    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "BLEU-4", "value": 1.83},
-    {"model": "Gemini 2.0 Flash", "task": "diagnosis", "metric": "Top-1 (%)", "value": 22.1},
+    {"model": "Qwen2.5-VL-72B", "task": "localisation", "metric": "mAP@30", "published": 37.66, "unit": "%"},
+    {"model": "Qwen2-VL-72B", "task": "localisation", "metric": "mAP@30", "published": 25.02, "unit": "%"},
+    {"model": "Gemini 2.0 Flash", "task": "localisation", "metric": "mAP@30", "published": 20.16, "unit": "%"},
+    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "clinical-term F1", "published": 19.8, "unit": "%"},
+    {"model": "GPT-4o", "task": "captioning", "metric": "clinical-term F1", "published": 15.7, "unit": "%"},
+    {"model": "Qwen2.5-VL-72B", "task": "captioning", "metric": "clinical-term F1", "published": 13.6, "unit": "%"},
+    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "BLEU-4", "published": 1.83, "unit": "0-100"},
+    {"model": "Gemini 2.0 Flash", "task": "diagnosis", "metric": "Top-1", "published": 22.1, "unit": "%"},
 ]
+
+
+def published_rows() -> list[dict]:
+    """The published numbers with a column in this report's units (percent -> 0-1; BLEU-4 stays 0-100)."""
+    return [{**row, "in our units": round(row["published"] / 100, 4) if row["unit"] == "%" else row["published"]}
+            for row in PUBLISHED]
 
 
 class ReportParams(StrictModel):
@@ -182,8 +189,11 @@ def report(ctx: StageContext[ReportParams]) -> None:
                    "first problems": "; ".join(v["problem_examples"][:3])} for k, v in predict_summary.items()],
                  "problems = answers that did not parse or requests that failed (scored as empty predictions); "
                  "request and cache counts are in the nova-predict MLflow run")
-    report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
-    report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
+    report.heading("Published reference points (real NOVA" + ("; not comparable with a synthetic run)" if synthetic else ")"))
+    report.table(published_rows(), "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1); "
+                                   "'in our units' is the same number on this report's scale (mAP, F1 and Top-1 on 0-1)")
+    report.paragraph("The official scorer was not available: whether the published mAP@30 is COCO AP (our map30) or the "
+                     "per-image hit rate of the public re-implementation (our hit30) is unknown, so compare both.", note=True)
     ctx.publish_report(report)
 
 
