@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from stages.common.stage import StageContext, Step, Tracker, open_context
+from stages.common.stage import StageContext, Step, Tracker, call_step, open_context
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def run_step(step: Step, root: Path, overrides: Mapping[str, Any] | None = None,
 
     context = step_context(step, root, overrides, item, params)
     seed_everything(context.common.seed)
-    metrics = step(context) or {}
+    metrics = call_step(step, context) or {}
     return context, metrics
 
 

@@ -53,6 +53,11 @@ def time_averaged_kspace(kus: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, summed / np.maximum(counts, 1), 0).astype(kus.dtype)
 
 
+def calibration_block(kspace_slice: np.ndarray, calib_width: int = MAX_CALIB_WIDTH) -> np.ndarray:
+    """The centred ``calib_width``^2 block of ``(nc, ny, nx)`` k-space that ESPIRiT calibrates from (sigpy's resize)."""
+    return sp.resize(np.asarray(kspace_slice), (kspace_slice.shape[0], calib_width, calib_width))
+
+
 def espirit_maps(
     kspace_slice: np.ndarray,
     calib_width: int = MAX_CALIB_WIDTH,

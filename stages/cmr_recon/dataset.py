@@ -11,7 +11,7 @@ import pandas as pd
 from stages.common.io import read_table
 from stages.common.paths import from_portable, resolve_inside
 
-MANIFEST_COLUMNS = ("subject", "modality", "path", "nt", "nz", "nc", "ny", "nx", "split", "held_out")
+MANIFEST_COLUMNS = ("subject_key", "subject", "modality", "path", "nt", "nz", "nc", "ny", "nx", "split", "held_out")
 
 
 def load_manifest(folder: Path, repo: Path) -> tuple[pd.DataFrame, Path]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from stages.cmr_recon.masks import PATTERNS
-from stages.common.io import FormatError, read_mat, write_mat
+from stages.common.io import FormatError, check_declared_size, read_mat, write_mat
 
 KSPACE_KEY = "kspace_full"
 UNDERSAMPLED_KEY = "kus"
@@ -36,6 +38,8 @@ def read_kspace(path: str | os.PathLike[str], key: str = KSPACE_KEY) -> np.ndarr
     a real-valued array, a wrong number of axes, or non-finite values.
     """
     array = read_mat(path, key)
+    if 0 in array.shape:
+        raise FormatError(path, f"variable {key!r} has a zero-length axis {array.shape}")
     if not np.iscomplexobj(array):
         raise FormatError(path, f"variable {key!r} is real-valued ({array.dtype}); k-space must be complex")
     if array.ndim not in (4, 5):
@@ -103,15 +107,127 @@ def parse_undersampled_name(name: str) -> dict[str, str | int] | None:
     return {"modality": match["modality"], "kind": match["kind"], "pattern": match["pattern"], "acceleration": int(match["r"])}
 
 
-def find_full_sample_files(root: Path) -> list[tuple[str, str, Path]]:
-    """All ``(subject, modality, path)`` of FullSample files under ``root``, in sorted order.
+SET_NAMES = ("TrainingSet", "ValidationSet", "TestSet")
+
+
+@dataclass(frozen=True)
+class FullSampleFile:
+    """One FullSample file found under the data root; a subject is keyed by (set, subject)."""
+
+    dataset_set: str  # TrainingSet / ValidationSet / TestSet in the 2024 layout, "" elsewhere
+    subject: str
+    modality: str
+    path: Path
+
+    @property
+    def subject_key(self) -> str:
+        """``ValidationSet/P001``: the challenge's TrainingSet/P001 and ValidationSet/P001 are different volunteers."""
+        return f"{self.dataset_set}/{self.subject}" if self.dataset_set else self.subject
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    files: list[FullSampleFile]
+    skipped: list[dict[str, str]]  # {"path", "reason"}: .mat files with an unknown modality name, not read
+    undersampled: list[Path]       # files in the challenge's UnderSample_*/Mask_* folders (shipped masks)
+
+
+def _walk_mat_files(root: Path) -> list[Path]:
+    """Every ``*.mat`` below ``root``, following symlinked folders (each real folder once, so loops end).
+
+    Symlinks are followed so that a link escaping the root is seen and refused by the reader
+    (through ``resolve_inside``), never silently left out.
+    """
+    found, seen = [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        folders_named_mat = [name for name in dirs if name.lower().endswith(".mat")]  # read and refused, not passed over
+        dirs[:] = [name for name in dirs if name not in folders_named_mat]
+        found.extend(Path(folder) / name for name in [*names, *folders_named_mat] if name.lower().endswith(".mat"))
+    return sorted(found)
+
+
+def find_full_sample_files(root: Path) -> DatasetListing:
+    """All FullSample files under ``root`` (sorted), and every other ``.mat`` file with why it is skipped.
 
     Accepts the 2024 layout (``MultiCoil/<Folder>/<set>/FullSample/<subject>/<modality>.mat``)
-    and any layout that keeps ``<subject>/<modality>.mat`` with a known modality name.
+    and any layout that keeps ``<subject>/<modality>.mat`` with a known modality name. Files in
+    ``UnderSample*``/``Mask_*`` folders are the challenge's undersampled inputs; a ``.mat`` with an
+    unknown modality name is listed in ``skipped`` (nothing is dropped without a word).
     """
-    found = []
-    for path in sorted(Path(root).rglob("*.mat")):
-        in_undersampled_folder = any(part.startswith(("UnderSample", "Mask_")) for part in path.parts)
-        if path.stem in MODALITY_FOLDERS and not in_undersampled_folder:
-            found.append((path.parent.name, path.stem, path))
-    return found
+    root = Path(root)
+    files, skipped, undersampled = [], [], []
+    for path in _walk_mat_files(root):
+        relative = path.relative_to(root)
+        if any(part.startswith(("UnderSample", "Mask_")) for part in relative.parts):
+            undersampled.append(path)
+        elif path.stem not in MODALITY_FOLDERS:
+            skipped.append({"path": relative.as_posix(),
+                            "reason": f"unknown modality name {path.stem!r} (known: {', '.join(MODALITY_FOLDERS)})"})
+        else:
+            dataset_set = next((part for part in reversed(relative.parts[:-2]) if part in SET_NAMES), "")
+            files.append(FullSampleFile(dataset_set, path.parent.name, path.stem, path))
+    return DatasetListing(files, skipped, undersampled)
+
+
+@dataclass(frozen=True)
+class KspaceSummary:
+    shape: tuple[int, ...]
+    max_abs: float
+
+
+def scan_kspace(path: str | os.PathLike[str], key: str = KSPACE_KEY) -> KspaceSummary:
+    """Shape and peak magnitude of challenge k-space, read one outer index at a time (never the whole file).
+
+    Refuses, with a FormatError naming the file: an unreadable file, a missing variable, an
+    array declared larger than ``common.max_input_bytes`` (before reading anything), a real-valued array, a
+    wrong number of axes, a zero-length axis, NaN/Inf values and all-zero k-space.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise FormatError(path, "is a folder, not a .mat file")
+    if not path.is_file():
+        raise FormatError(path, "file not found")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise FormatError(path, f"not a readable MATLAB v7.3 (HDF5) file ({error})") from error
+    with handle:
+        if key not in handle:
+            present = ", ".join(sorted(k for k in handle.keys() if not k.startswith("#"))) or "none"
+            raise FormatError(path, f"variable {key!r} missing (variables present: {present})")
+        dataset = handle[key]
+        if not isinstance(dataset, h5py.Dataset):
+            raise FormatError(path, f"variable {key!r} is a {type(dataset).__name__}, not an array")
+        shape = tuple(int(n) for n in dataset.shape)
+        check_declared_size(path, shape, dataset.dtype.itemsize, f"variable {key!r}")
+        names = dataset.dtype.names
+        if names is None:
+            raise FormatError(path, f"variable {key!r} is real-valued ({dataset.dtype}); k-space must be complex")
+        if set(names) != {"real", "imag"}:
+            raise FormatError(path, f"variable {key!r} is a compound with fields {names}, expected real/imag")
+        if len(shape) not in (4, 5):
+            raise FormatError(path, f"variable {key!r} has {len(shape)} axes {shape}; expected 5 (nt, nz, nc, ny, nx) or 4 without time")
+        if 0 in shape:
+            raise FormatError(path, f"variable {key!r} has a zero-length axis {shape}")
+        peak, bad = 0.0, 0
+        for index in range(shape[0]):
+            try:
+                part = dataset[index]
+            except OSError as error:
+                raise FormatError(path, f"variable {key!r} could not be read, the file may be truncated ({error})") from error
+            magnitude = np.hypot(part["real"].astype(np.float64), part["imag"].astype(np.float64))
+            finite = np.isfinite(magnitude)
+            bad += int(magnitude.size - np.count_nonzero(finite))
+            if finite.any():
+                peak = max(peak, float(magnitude[finite].max()))
+    if bad:
+        raise FormatError(path, f"variable {key!r} holds {bad} NaN or Inf values")
+    if peak == 0.0:
+        raise FormatError(path, f"variable {key!r} is all zero: no signal to reconstruct")
+    return KspaceSummary(shape, peak)

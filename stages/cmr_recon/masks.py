@@ -325,3 +325,41 @@ def effective_acceleration(mask: np.ndarray) -> float:
     if sampled == 0:
         raise MaskError("mask samples no k-space point; its acceleration is undefined")
     return mask.size / sampled
+
+
+def acs_from_mask(mask: np.ndarray) -> np.ndarray:
+    """The autocalibration region ``(ny, nx)`` read from a mask, as fastMRI's VarNet finds it.
+
+    VarNet (``fastmri.models.varnet.SensitivityModel.get_pad_and_num_low_freqs``) takes the run
+    of sampled lines around the centre. Here, for ``(nt, ny, nx)`` (or ``(ny, nx)``) masks, the
+    largest rectangle grown from the centre ``(ny//2, nx//2)``, one row or column at a time
+    (round robin over the four sides), whose points are all sampled in every frame. Cartesian
+    masks give their central lines over the whole readout; ktRadial at least its central
+    square (the spokes' dense centre may add a ring). A lattice line adjacent to the ACS joins
+    it, as in VarNet. Raises MaskError when the centre is not sampled in every frame.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3:
+        raise MaskError(f"expected a (nt, ny, nx) or (ny, nx) mask, got shape {mask.shape}")
+    every = mask.all(axis=0)
+    ny, nx = every.shape
+    y0, x0 = ny // 2, nx // 2
+    if not every[y0, x0]:
+        raise MaskError("the k-space centre is not sampled in every frame: no autocalibration region")
+    y1, x1 = y0 + 1, x0 + 1
+    grown = True
+    while grown:
+        grown = False
+        if y0 > 0 and every[y0 - 1, x0:x1].all():
+            y0, grown = y0 - 1, True
+        if y1 < ny and every[y1, x0:x1].all():
+            y1, grown = y1 + 1, True
+        if x0 > 0 and every[y0:y1, x0 - 1].all():
+            x0, grown = x0 - 1, True
+        if x1 < nx and every[y0:y1, x1].all():
+            x1, grown = x1 + 1, True
+    region = np.zeros((ny, nx), dtype=bool)
+    region[y0:y1, x0:x1] = True
+    return region

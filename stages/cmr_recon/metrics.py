@@ -28,6 +28,7 @@ The fastMRI definition (``fastmri_metrics``) is offered separately under its own
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -324,3 +325,48 @@ def aggregate(
     )
     overall = {name: float(np.nanmean(per_cell[name].to_numpy(dtype=np.float64))) for name in METRIC_NAMES}
     return {"per_file": per_file, "per_cell": per_cell, "overall": overall}
+
+
+# --- the official Task 1 / Task 2 cells (Val_Score2024.py) -----------------------------------
+
+# Val_Score2024.py ``main``: Task 1 scores its modality groups x Uniform 4/8/10; Task 2 (no Flow2d,
+# no BlackBlood) its groups x the three k-t patterns, every acceleration pooled in a pattern.
+OFFICIAL_TASKS: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    1: (("Tagging", "Mapping", "Cine", "Aorta", "BlackBlood", "Flow2d"), ("Uniform4", "Uniform8", "Uniform10")),
+    2: (("Tagging", "Mapping", "Cine", "Aorta"), ("ktUniform", "ktGaussian", "ktRadial")),
+}
+
+
+def official_task_scores(rows: Iterable[Mapping[str, Any]], task: int) -> dict[str, Any]:
+    """One task's score as ``Val_Score2024.py`` computes it, from per-image (or per-file) rows.
+
+    ``rows``: dicts with ``file, modality, pattern, acceleration, psnr, ssim, nmse``. Per file
+    and mask the mean over its images (the scorer's one row per reconstruction); per official
+    cell ``(official_modality_group, official_mask_name)`` the mean over its files, rounded to
+    4 decimals; ``All`` the ``nanmean`` of the rounded cells, rounded to 4 (cells without files
+    are NaN and skipped, as there). Rows outside the task's cells are not scored.
+
+    Returns ``{"cells": {"<Group>_<Mask>": {psnr, ssim, nmse, n_files}}, "All": {psnr, ssim, nmse}}``;
+    ``n_files == 0`` marks a cell this run has no file for.
+    """
+    groups, masks = OFFICIAL_TASKS[task]
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        raise MetricInputError("official_task_scores: no rows")
+    frame = frame.assign(group=[official_modality_group(m) for m in frame["modality"]],
+                         mask=[official_mask_name(p, r) for p, r in zip(frame["pattern"], frame["acceleration"])])
+    per_file = frame.groupby(["file", "group", "mask", "acceleration"], as_index=False)[list(METRIC_NAMES)].mean()
+    cells, collected = {}, {name: [] for name in METRIC_NAMES}
+    for group in groups:
+        for mask in masks:
+            files = per_file[(per_file["group"] == group) & (per_file["mask"] == mask)]
+            # round() of a numpy float is numpy's rounding, as in the scorer (not Python's float rounding)
+            cell = {name: float(round(np.float64(files[name].mean()), 4)) if len(files) else float("nan")
+                    for name in METRIC_NAMES}
+            for name in METRIC_NAMES:
+                collected[name].append(cell[name])
+            cells[f"{group}_{mask}"] = {**cell, "n_files": len(files)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no cell of the task was run
+        overall = {name: float(round(np.nanmean(values), 4)) for name, values in collected.items()}
+    return {"cells": cells, "All": overall}

@@ -24,7 +24,7 @@ from stages.cmr_recon.dataset import apply_mask, load_manifest, manifest_file, w
 from stages.cmr_recon.io import read_kspace
 from stages.cmr_recon.learned import build_inputs, condition_indices, network_config
 from stages.cmr_recon.losses import reconstruction_loss
-from stages.cmr_recon.masks import AccelerationsByPattern, acs_mask, make_mask
+from stages.cmr_recon.masks import AccelerationsByPattern, acs_from_mask, make_mask
 from stages.cmr_recon.transforms import ifft2c, rss
 from stages.common.atomic import atomic_directory, atomic_path, write_json
 from stages.common.badinput import BadInputError
@@ -80,7 +80,11 @@ def draw_batch(rng: np.random.Generator, files: pd.DataFrame, read, params: Trai
     acceleration = int(rng.choice(params.patterns[pattern]))
     mask = make_mask(pattern, nx, ny, nt, acceleration, acs=params.acs, seed=int(rng.integers(2**31)))
     pairs = [(int(rng.integers(nz)), int(rng.integers(nt))) for _ in range(params.batch_size)]
-    inputs = build_inputs(apply_mask(kspace, mask), mask, acs_mask(pattern, nx, ny, acs=params.acs), pairs,
+    # Only the drawn slices are masked (one (nt, nc, ny, nx) block each), never the whole 5-D volume.
+    drawn = sorted({z for z, _ in pairs})
+    kus = apply_mask(kspace[:, drawn], mask)
+    local_pairs = [(drawn.index(z), t) for z, t in pairs]
+    inputs = build_inputs(kus, mask, acs_from_mask(mask), local_pairs,
                           params.network.adjacent_frames, condition_indices(case.modality, pattern, acceleration))
     targets = np.stack([rss(ifft2c(kspace[t, z]), coil_axis=0) for z, t in pairs]).astype(np.float32)
     return inputs, torch.from_numpy(targets) / inputs.scale[:, None, None]

@@ -4,6 +4,11 @@ Everything is written under a temporary sibling name and renamed into place only
 writer finished without an exception; a crash (even SIGKILL) leaves at most a ``.tmp-*``
 sibling, never a half-written output under the real name. Leftover temporaries from a killed
 run are removed the next time the same output is written.
+
+Inside :func:`rollback_on_failure` (the stage runner wraps every step in it) a replaced output is
+first kept aside as ``.tmp-<name>.<pid>.rollback``; if the step fails, every output it wrote is
+removed and the kept versions are put back, so a failed run changes nothing it wrote through
+this module. A backup a killed run left is put back by :func:`sweep_stale_temporaries`.
 """
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ from typing import Any
 import yaml
 
 _TMP_MARK = ".tmp-"
+_ROLLBACK_SUFFIX = ".rollback"
+_journal: list[tuple[Path, Path | None]] | None = None  # (output, its previous version) while a rollback is open
+_kept_folders: tuple[Path, ...] = ()  # what a failed block keeps (checkpoints to resume from, logs)
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -30,7 +38,8 @@ def remove_stale_temporaries(path: Path) -> None:
     if not path.parent.exists():
         return
     for stale in path.parent.glob(f"{_TMP_MARK}{path.name}.*"):
-        _remove(stale)
+        if not stale.name.endswith(_ROLLBACK_SUFFIX):  # a backup is restored or dropped by its own run or the sweep
+            _remove(stale)
 
 
 def process_alive(pid: int) -> bool:
@@ -62,11 +71,64 @@ def sweep_stale_temporaries(folders: Iterator[Path] | list[Path]) -> list[Path]:
     removed = []
     for folder in folders:
         if folder.is_dir():
-            for stale in folder.glob(f"{_TMP_MARK}*"):
+            for stale in sorted(folder.glob(f"{_TMP_MARK}*")):
                 if not _writer_alive(stale):
-                    _remove(stale)
+                    if stale.name.endswith(_ROLLBACK_SUFFIX):
+                        _restore(stale)
+                    else:
+                        _remove(stale)
                     removed.append(stale)
     return removed
+
+
+def _restore(backup: Path) -> None:
+    """Put a killed run's kept previous version back in place of what that run wrote."""
+    target = backup.with_name(backup.name[len(_TMP_MARK):].rsplit(".", 2)[0])
+    _remove(target)
+    os.replace(backup, target)
+
+
+def _replace(temporary: Path, final: Path) -> None:
+    """Move ``temporary`` to ``final``, keeping the previous ``final`` aside while a rollback is open."""
+    if (_journal is not None and all(final != written for written, _ in _journal)
+            and not any(final.absolute().is_relative_to(folder) for folder in _kept_folders)):
+        backup = None
+        if final.exists() or final.is_symlink():
+            backup = final.with_name(f"{_TMP_MARK}{final.name}.{os.getpid()}{_ROLLBACK_SUFFIX}")
+            _remove(backup)
+            os.replace(final, backup)
+        _journal.append((final, backup))
+    elif temporary.is_dir() and final.exists():
+        _remove(final)
+    os.replace(temporary, final)
+
+
+@contextlib.contextmanager
+def rollback_on_failure(keep: tuple[Path, ...] = ()) -> Iterator[None]:
+    """Outputs written through this module in the block stay only if the block succeeds.
+
+    On an exception each output the block wrote is removed and its previous version restored,
+    newest first; files under the folders in ``keep`` (a checkpoint to resume from, a log) stay.
+    Nested blocks join the outermost one.
+    """
+    global _journal, _kept_folders
+    if _journal is not None:
+        yield
+        return
+    _journal, _kept_folders = [], tuple(Path(folder).absolute() for folder in keep)
+    try:
+        yield
+    except BaseException:
+        journal, _journal, _kept_folders = _journal, None, ()
+        for final, backup in reversed(journal):
+            _remove(final)
+            if backup is not None:
+                os.replace(backup, final)
+        raise
+    journal, _journal, _kept_folders = _journal, None, ()
+    for _, backup in journal:
+        if backup is not None:
+            _remove(backup)
 
 
 def _remove(path: Path) -> None:
@@ -94,14 +156,9 @@ def atomic_path(path: str | os.PathLike[str], directory: bool = False) -> Iterat
     except BaseException:
         _remove(temporary)
         raise
-    if directory:
-        if final.exists():
-            _remove(final)
-        os.replace(temporary, final)
-    else:
-        if not temporary.exists():
-            raise FileNotFoundError(f"the writer of {final} produced no file at {temporary}")
-        os.replace(temporary, final)
+    if not directory and not temporary.exists():
+        raise FileNotFoundError(f"the writer of {final} produced no file at {temporary}")
+    _replace(temporary, final)
 
 
 @contextlib.contextmanager

@@ -50,6 +50,15 @@ class Quarantine:
             self.entries.append({"item": item, "problem": str(error)})
             log.warning("quarantined %s: %s", item, error)
 
+    def stop_when_everything_quarantined(self, kept: int, what: str, log_folder: Path) -> None:
+        """Refuse to go on with nothing left: save the list to ``log_folder`` and say where it is."""
+        if kept > 0 or not self.entries:
+            return
+        saved = self.save(log_folder / "quarantine.json")
+        first = self.entries[0]
+        raise BadInputError(f"every {what} was quarantined ({len(self.entries)} of {len(self.entries)}), nothing is left "
+                            f"to ingest; the list is in {saved} (first: {first['item']}: {first['problem']})")
+
     @property
     def items(self) -> list[str]:
         return [entry["item"] for entry in self.entries]

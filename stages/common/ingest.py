@@ -5,8 +5,8 @@ manifest with one row per case, and ends with::
 
     save_ingest(ctx, manifest, "cmr_recon_manifest", expectations, {"root": ...})
 
-which runs the Great Expectations suite (its result saved to ``interim/manifest_validation.json``
-and logged even when it fails), then writes ``interim/ingest/`` with ``manifest.csv``,
+which runs the Great Expectations suite (a passing result saved to ``interim/manifest_validation.json``,
+a failing one to the stage's log folder; both logged), then writes ``interim/ingest/`` with ``manifest.csv``,
 ``dataset.json``, any extra tables and ``quarantine.json`` in one atomic step, and logs them.
 """
 from __future__ import annotations
@@ -49,13 +49,17 @@ def materialise_source(ctx: StageContext[Any], source: str, write_synthetic: Cal
 
 
 def validate_and_log(ctx: StageContext[Any], manifest, suite_name: str, expectations: Sequence[ExpectationSpec]) -> None:
-    """Run the suite; the result file is saved and logged whether or not the suite passes."""
+    """Run the suite; a passing result is an output, a failing one goes to the log folder; both are logged."""
+    ctx.require_survivors(len(manifest), "item")
     result = ctx.out(VALIDATION_OUT)
+    failed = ctx.log_folder() / Path(VALIDATION_OUT).name
+    failed.unlink(missing_ok=True)
     try:
-        validate_manifest(manifest, suite_name, expectations, result)
+        validate_manifest(manifest, suite_name, expectations, result, failed_result_path=failed)
     finally:
-        if result.exists():
-            ctx.log_artifact(result)
+        for written in (result, failed):
+            if written.exists():
+                ctx.log_artifact(written)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Literal
 
-from stages.common.atomic import atomic_directory, sweep_stale_temporaries
+from stages.common.atomic import atomic_directory, rollback_on_failure, sweep_stale_temporaries
 from stages.common.badinput import BAD_INPUT_ERRORS, BadInputError, Quarantine
 from stages.common.params import CommonParams, ParamsError, ParamsModel, read_params_file, section_has_full, validate_step
 from stages.common.paths import repo_root
@@ -187,6 +187,16 @@ class StageContext(Generic[ParamsModel]):
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 
+    def log_folder(self) -> Path:
+        """``.dvc/tmp/medrepro-logs/<stage>/``: what a failed run leaves for a person to read (never an output)."""
+        folder = self.root / ".dvc" / "tmp" / "medrepro-logs" / self.spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def require_survivors(self, kept: int, what: str) -> None:
+        """Stop, naming the saved quarantine list, when every ``what`` was quarantined and ``kept`` is 0."""
+        self.quarantine.stop_when_everything_quarantined(kept, what, self.log_folder())
+
     def source(self, value: str, key: str) -> Path | None:
         """A ``source``-like param resolved: None when synthetic, else the existing path (relative to the repo).
 
@@ -319,6 +329,13 @@ def study_output_folders(study: str, root: Path, params_document: Mapping[str, A
     return sorted({(root / out).parent for spec in specs if spec.study == study for out in spec.outs})
 
 
+def call_step(step: Step, context: StageContext[Any]) -> Metrics | None:
+    """Run the step so that, if it raises, every output it wrote through ``stages.common.atomic`` is put back."""
+    kept = (context.root / context.spec.data_prefix / SCRATCH_FOLDER, context.root / ".dvc" / "tmp")
+    with rollback_on_failure(keep=kept):
+        return step(context)
+
+
 def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] | None = None) -> None:
     """The entry point of a step module: context from dvc.yaml and params.yaml, an MLflow run, the step."""
     _configure_logging()
@@ -350,7 +367,7 @@ def run_stage(step: Step, argv: list[str] | None = None, names: tuple[str, str] 
         run = held.enter_context(stage_run(context.spec, logged, root, context.input_hashes()))
         context.tracker = RunTracker(run)
         try:
-            metrics = step(context)
+            metrics = call_step(step, context)
             if metrics:
                 context.log_metrics(metrics)
         except EXPECTED_ERRORS as error:

@@ -8,6 +8,7 @@ from stages.cmr_recon.io import (
     parse_undersampled_name,
     read_kspace,
     read_mask,
+    scan_kspace,
     undersampled_paths,
     write_kspace,
     write_mask,
@@ -81,9 +82,71 @@ def test_challenge_naming(tmp_path):
     assert parse_undersampled_name("cine_lax.mat") is None
 
 
-def test_find_full_sample_files_skips_undersampled_folders(tmp_path):
+def test_find_full_sample_files_keys_subjects_by_set_and_lists_unknown_modalities(tmp_path):
     write_kspace(full_sample_path(tmp_path, "P001", "cine_sax"), random_kspace((3, 1, 2, 16, 16)))
+    write_kspace(full_sample_path(tmp_path, "P001", "cine_sax", dataset_set="ValidationSet"), random_kspace((3, 1, 2, 16, 16)))
     kus, _ = undersampled_paths(tmp_path, "P001", "cine_sax", "Uniform", 4)
     write_kspace(kus, random_kspace((3, 1, 2, 16, 16)), key="kus")
     write_kspace(tmp_path / "other" / "P009" / "T2map.mat", random_kspace((3, 1, 2, 16, 16)))
-    assert [(s, m) for s, m, _ in find_full_sample_files(tmp_path)] == [("P001", "cine_sax"), ("P009", "T2map")]
+    write_kspace(tmp_path / "other" / "P009" / "lge.mat", random_kspace((3, 1, 2, 16, 16)))
+    listing = find_full_sample_files(tmp_path)
+    assert [(f.subject_key, f.modality) for f in listing.files] == [
+        ("TrainingSet/P001", "cine_sax"), ("ValidationSet/P001", "cine_sax"), ("P009", "T2map")]
+    assert [entry["path"] for entry in listing.skipped] == ["other/P009/lge.mat"]
+    assert "unknown modality name 'lge'" in listing.skipped[0]["reason"]
+    assert listing.undersampled == [kus]
+
+
+def test_find_full_sample_files_follows_symlinked_folders_so_the_reader_sees_them(tmp_path):
+    outside = tmp_path / "outside" / "P007"
+    write_kspace(outside / "cine_sax.mat", random_kspace((3, 1, 2, 16, 16)))
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "P007").symlink_to(outside, target_is_directory=True)
+    (root / "loop").symlink_to(root, target_is_directory=True)  # a loop ends
+    listing = find_full_sample_files(root)
+    assert [(f.subject, f.modality) for f in listing.files] == [("P007", "cine_sax")]
+
+
+def write_compound(path, shape, fill=None):
+    """A v7.3-style file declaring ``shape`` (h5py order) with a real/imag compound, chunked and sparse."""
+    dtype = np.dtype([("real", "<f4"), ("imag", "<f4")])
+    with h5py.File(path, "w") as handle:
+        dataset = handle.create_dataset("kspace_full", shape=shape, dtype=dtype, chunks=True)
+        if fill is not None:
+            dataset[...] = fill
+    return path
+
+
+def test_scan_kspace_matches_the_full_read_and_refuses_by_name(tmp_path, monkeypatch):
+    kspace = random_kspace((3, 2, 4, 16, 20), seed=3)
+    path = write_kspace(tmp_path / "cine_sax.mat", kspace)
+    summary = scan_kspace(path)
+    assert summary.shape == (3, 2, 4, 16, 20)
+    assert summary.max_abs == pytest.approx(float(np.abs(kspace.astype(np.complex128)).max()), rel=1e-6)
+    bomb = write_compound(tmp_path / "bomb.mat", (12, 10, 10, 4000, 4000))  # 1.2 TB declared, a few KB on disk
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(FormatError, match=r"bomb.mat.*\(12, 10, 10, 4000, 4000\).*max_input_bytes"):
+        scan_kspace(bomb)
+    monkeypatch.setattr("stages.common.io._max_input_bytes", 1000)
+    with pytest.raises(FormatError, match="over the limit"):
+        scan_kspace(path)
+    monkeypatch.undo()
+    with pytest.raises(FormatError, match=r"empty.mat.*zero-length axis"):
+        scan_kspace(write_compound(tmp_path / "empty.mat", (3, 0, 4, 16, 16)))
+    zeros = np.zeros((2, 1, 2, 16, 16), np.complex64)
+    with pytest.raises(FormatError, match=r"zeros.mat.*all zero"):
+        scan_kspace(write_kspace(tmp_path / "zeros.mat", zeros))
+    bad = kspace.copy()
+    bad[2, 1, 0, 3, 3] = np.inf
+    with pytest.raises(FormatError, match=r"inf.mat.*1 NaN or Inf"):
+        scan_kspace(write_kspace(tmp_path / "inf.mat", bad))
+    from stages.common.io import write_mat
+
+    with pytest.raises(FormatError, match="real-valued"):
+        scan_kspace(write_mat(tmp_path / "real.mat", {"kspace_full": np.ones((2, 1, 2, 16, 16), np.float32)}))
+
+
+def test_read_kspace_refuses_a_zero_length_axis(tmp_path):
+    with pytest.raises(FormatError, match=r"e.mat.*zero-length axis"):
+        read_kspace(write_compound(tmp_path / "e.mat", (3, 1, 0, 16, 16)))

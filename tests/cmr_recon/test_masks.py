@@ -179,3 +179,33 @@ def test_bad_requests_name_the_problem():
     with pytest.raises(ValueError, match="samples no"):
         effective_acceleration(np.zeros((2, 3), dtype=bool))
     assert effective_acceleration(np.ones((2, 3), dtype=bool)) == 1.0
+
+
+@pytest.mark.parametrize("pattern", ["Uniform", "ktUniform", "ktGaussian", "ktRadial"])
+@pytest.mark.parametrize("acs", [8, 16])
+def test_acs_read_from_the_mask_is_the_generators_acs(pattern, acs):
+    """Item 7 of issue 21: the network takes the ACS from the mask. Checked against acs_mask for
+    every pattern where no lattice line touches the ACS (ny//2-acs//2-1 and ny//2+acs//2 unsampled)."""
+    from stages.cmr_recon.masks import acs_from_mask
+
+    ny, nx, nt = 130, 72, 6  # 130: Uniform lines 0, R, 2R... miss both lines next to the ACS for R = 4, 8
+    for acceleration in (4, 8):
+        mask = make_mask(pattern, nx, ny, nt, acceleration, acs=acs, seed=3)
+        found = acs_from_mask(mask)
+        expected = acs_mask(pattern, nx, ny, acs=acs)
+        neighbours = [ny // 2 - acs // 2 - 1, ny // 2 + acs // 2]
+        assert mask.all(axis=0)[found].all() and found[expected].all()  # fully sampled, and holds the ACS
+        if pattern == "ktRadial" or mask.all(axis=0)[neighbours, 0].any():
+            continue  # radial: the spokes' dense centre may add a ring; a lattice line next to the ACS joins it
+        np.testing.assert_array_equal(found, expected)
+    task1 = make_mask("Uniform", nx, ny, nt, 4, acs=acs)
+    np.testing.assert_array_equal(acs_from_mask(task1[0]), acs_from_mask(task1))  # a 2-D Task 1 mask reads the same
+
+
+def test_acs_from_a_mask_without_a_sampled_centre_is_refused():
+    from stages.cmr_recon.masks import MaskError, acs_from_mask
+
+    mask = np.zeros((3, 32, 32), bool)
+    mask[:, 1::4] = True  # lines 1, 5, ...: the centre line 16 is not among them
+    with pytest.raises(MaskError, match="centre is not sampled"):
+        acs_from_mask(mask)

@@ -1,6 +1,8 @@
 import math
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
@@ -13,6 +15,7 @@ from stages.cmr_recon.metrics import (
     official_mask_name,
     official_metrics,
     official_modality_group,
+    official_task_scores,
     select_validation_slices_frames,
     validation_crop,
     validation_crop_shape,
@@ -185,3 +188,85 @@ def test_official_cell_names():
               group="Mapping", mask="Uniform4")],
         cell_keys=("group", "mask"),
     )["overall"]["psnr"])
+
+
+def official_val_score(ranks: pd.DataFrame, tasknum: int) -> dict:
+    """Val_Score2024.py's aggregation, ported line by line (statis_metrics_and_num_files + main's loop).
+
+    ``ranks``: one row per (Case, File, KUS) with the file's mean PSNR/SSIM/NMSE, as the scorer builds it.
+    """
+    if tasknum == 1:
+        modality = ['Tagging', 'Mapping', 'Cine', 'Aorta', 'BlackBlood', 'Flow2d']
+        undermasklist = ["Uniform4", "Uniform8", "Uniform10"]
+    else:
+        modality = ['Tagging', 'Mapping', 'Cine', 'Aorta']
+        undermasklist = ["ktUniform", "ktGaussian", "ktRadial"]
+    scores, psnr_all, ssim_all, nmse_all = {}, [], [], []
+    for modal_name in modality:
+        modal = modal_name.lower()
+        for kus in undermasklist:
+            if modal == 'mapping':
+                df = ranks.loc[(ranks['File'].str.contains('map')) & (ranks['KUS'].str.contains(kus))]
+            elif modal == 'cine':
+                df = ranks.loc[(ranks['File'].str.contains('cine')) & (ranks['KUS'].str.contains(kus))]
+            elif modal == 'aorta':
+                df = ranks.loc[(ranks['File'].str.contains('aorta')) & (ranks['KUS'].str.contains(kus))]
+            else:
+                df = ranks.loc[(ranks['File'] == modal) & (ranks['KUS'].str.contains(kus))]
+            values = [round(df['PSNR'].mean(), 4), round(df['SSIM'].mean(), 4), round(df['NMSE'].mean(), 4)]
+            psnr_all.append(values[0])
+            ssim_all.append(values[1])
+            nmse_all.append(values[2])
+            for metric, value in zip(["PSNR", "SSIM", "NMSE"], values):
+                scores[f"{modal_name}_{kus}_{metric}"] = value
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scores["All_PSNR"] = round(np.nanmean(psnr_all), 4)
+        scores["All_SSIM"] = round(np.nanmean(ssim_all), 4)
+        scores["All_NMSE"] = round(np.nanmean(nmse_all), 4)
+    return scores
+
+
+def test_official_task_scores_equal_the_ported_val_score2024():
+    rng = np.random.default_rng(7)
+    modalities = ["cine_sax", "cine_lax", "T1map", "T2map", "tagging", "aorta_sag", "flow2d", "blackblood"]
+    settings = [("Uniform", 4), ("Uniform", 8), ("Uniform", 10), ("ktUniform", 8), ("ktUniform", 16),
+                ("ktGaussian", 8), ("ktRadial", 16), ("ktRadial", 24)]
+    rows = []
+    for case in ("P001", "P002", "P003"):
+        for modality in modalities:
+            for pattern, r in settings:
+                for image in range(3):  # per-image rows: the scorer's file mean is their mean
+                    rows.append({"file": f"{case}/{modality}", "modality": modality, "pattern": pattern, "acceleration": r,
+                                 "psnr": rng.uniform(20, 40), "ssim": rng.uniform(0.5, 1), "nmse": rng.uniform(0, 0.2),
+                                 "case": case, "image": image})
+    frame = pd.DataFrame(rows)
+    ranks = frame.groupby(["case", "modality", "pattern", "acceleration"], as_index=False)[["psnr", "ssim", "nmse"]].mean()
+    ranks = pd.DataFrame({"Case": ranks.case, "File": ranks.modality, "KUS": ranks.pattern + ranks.acceleration.astype(str),
+                          "PSNR": ranks.psnr, "SSIM": ranks.ssim, "NMSE": ranks.nmse})
+    for task in (1, 2):
+        ours = official_task_scores(frame.to_dict("records"), task)
+        # The scorer's table of one task holds only that task's masks ("ktUniform8" contains "Uniform8").
+        task_ranks = ranks[ranks.KUS.str.startswith("kt") == (task == 2)]
+        official = official_val_score(task_ranks, task)
+        for cell, values in ours["cells"].items():
+            for metric in ("psnr", "ssim", "nmse"):
+                assert values[metric] == official[f"{cell}_{metric.upper()}"], (task, cell, metric)
+        for metric in ("psnr", "ssim", "nmse"):
+            assert ours["All"][metric] == official[f"All_{metric.upper()}"]
+    # Task 2 leaves out Flow2d/BlackBlood and the Uniform rows; Task 1 pools no k-t pattern.
+    task2 = official_task_scores(frame.to_dict("records"), 2)
+    assert set(task2["cells"]) == {f"{g}_{m}" for g in ("Tagging", "Mapping", "Cine", "Aorta")
+                                   for m in ("ktUniform", "ktGaussian", "ktRadial")}
+    assert task2["cells"]["Cine_ktRadial"]["n_files"] == 3 * 2 * 2  # 3 cases x 2 cine files x 2 accelerations pooled
+
+
+def test_official_task_scores_skip_cells_without_files_as_the_scorer_does():
+    rows = [{"file": "P1/cine_sax", "modality": "cine_sax", "pattern": "Uniform", "acceleration": 4,
+             "psnr": 30.0, "ssim": 0.9, "nmse": 0.01},
+            {"file": "P1/T1map", "modality": "T1map", "pattern": "Uniform", "acceleration": 8,
+             "psnr": 20.0, "ssim": 0.7, "nmse": 0.03}]
+    scores = official_task_scores(rows, 1)
+    assert scores["All"] == {"psnr": 25.0, "ssim": 0.8, "nmse": 0.02}
+    assert scores["cells"]["Cine_Uniform10"]["n_files"] == 0 and np.isnan(scores["cells"]["Cine_Uniform10"]["psnr"])
+    assert np.isnan(official_task_scores(rows, 2)["All"]["psnr"])

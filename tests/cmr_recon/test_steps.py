@@ -17,7 +17,9 @@ from stages.cmr_recon.phantom import cardiac_phantom, coil_maps, simulate_kspace
 from stages.cmr_recon.train import TrainParams, train, training_fingerprint
 from stages.cmr_recon.undersample import undersample
 from stages.common.badinput import BadInputError
+from stages.common.io import FormatError
 from stages.common.params import ParamsError
+from stages.common.paths import UnsafePathError
 from stages.common.validation import ManifestValidationError, validate_manifest
 from tests.cmr_recon.tiny import TINY
 from tests.helpers import copy_project, repo_params, run_dvc, run_module, run_step, set_params, step_context
@@ -153,3 +155,79 @@ def test_a_changed_real_file_reruns_the_ingest_and_every_stage_that_reads_the_so
     write_kspace(changed, kspace * 1.01)
     status = run_dvc(project, "status", "cmr_recon-ingest", "cmr_recon-undersample", "cmr_recon-train").stdout
     assert status.count(f"modified:           {source}") == 3, status
+
+
+def write_file(path: Path, shape: tuple[int, ...], seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    return write_kspace(path, (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64))
+
+
+@pytest.fixture()
+def damaged_source(tmp_path):
+    """A 2024-layout tree of three subjects plus one damaged item of each kind issue 19 item 8 names."""
+    source = tmp_path / "CMRxRecon2024"
+    write_real_dataset(source)
+    write_file(full_sample_path(source, "P004", "cine_sax"), (3, 1, 2, 8, 8))               # 8 x 8 matrix
+    write_file(full_sample_path(source, "P001", "blackblood"), (3, 1, 2, 32, 40))           # BlackBlood with a time axis
+    write_kspace(full_sample_path(source, "P003", "T1map"), np.zeros((3, 1, 2, 32, 40), np.complex64))  # all zero
+    duplicate = source / "copies" / "TrainingSet" / "P001" / "cine_sax.mat"                 # (set, subject) seen before
+    duplicate.parent.mkdir(parents=True)
+    duplicate.write_bytes(full_sample_path(source, "P001", "cine_sax").read_bytes())
+    outside = tmp_path / "elsewhere" / "T2map.mat"
+    write_file(outside, (3, 1, 2, 32, 40))
+    linked = full_sample_path(source, "P005", "T2map")
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(outside)                                                               # escapes the root
+    write_file(source / "MultiCoil" / "Cine" / "TrainingSet" / "FullSample" / "P001" / "lge.mat", (3, 1, 2, 32, 40))
+    overrides = {"cmr_recon.ingest.source": str(source), "cmr_recon.ingest.validation_subjects": 1,
+                 "cmr_recon.ingest.held_out_modalities": []}
+    return source, overrides
+
+
+DAMAGED = {
+    "P004/cine_sax.mat": "matrix 8 x 8",
+    "P001/blackblood.mat": "BlackBlood has no time axis",
+    "P003/T1map.mat": "all zero",
+    "copies/TrainingSet/P001/cine_sax.mat": "duplicate of MultiCoil/Cine/TrainingSet/FullSample/P001/cine_sax.mat",
+    "P005/T2map.mat": "outside",
+}
+
+
+def test_skip_quarantines_each_item_level_problem_by_name_and_lists_unknown_modalities(damaged_source, tmp_path):
+    source, overrides = damaged_source
+    ctx, metrics = run_step(ingest, tmp_path, {**overrides, "common.on_bad_input": "skip"})
+    out = tmp_path / "data" / "cmr_recon" / "interim" / "ingest"
+    entries = json.loads((out / "quarantine.json").read_text())["entries"]
+    assert len(entries) == len(DAMAGED)
+    for name, problem in DAMAGED.items():
+        matching = [e for e in entries if e["item"].endswith(name)]
+        assert len(matching) == 1 and problem in matching[0]["problem"], (name, entries)
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert len(manifest) == 6 and set(manifest.subject_key) == {"TrainingSet/P001", "TrainingSet/P002", "TrainingSet/P003"}
+    skipped = json.loads((out / "dataset.json").read_text())["skipped_files"]
+    assert [s["path"] for s in skipped] == ["MultiCoil/Cine/TrainingSet/FullSample/P001/lge.mat"] and metrics["skipped_files"] == 1
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED))
+def test_each_item_level_problem_is_fatal_by_default_with_the_file_named(damaged_source, tmp_path, name):
+    source, overrides = damaged_source
+    for other in set(DAMAGED) - {name}:  # leave only this one damage
+        for path in list(source.rglob("*.mat")):
+            if path.as_posix().endswith(other):
+                path.unlink()
+    if name != "copies/TrainingSet/P001/cine_sax.mat":
+        for path in (source / "copies").rglob("*.mat"):
+            path.unlink()
+    with pytest.raises((BadInputError, FormatError, UnsafePathError), match=DAMAGED[name].split(":")[0]) as caught:
+        run_step(ingest, tmp_path, overrides)
+    assert name.split("/")[-1] in str(caught.value)
+    assert not (tmp_path / "data" / "cmr_recon" / "interim" / "ingest").exists()
+
+
+def test_every_file_quarantined_stops_with_a_message_that_says_so(tmp_path):
+    source = tmp_path / "CMRxRecon2024"
+    for index in range(3):
+        write_kspace(full_sample_path(source, f"P00{index + 1}", "cine_sax"), np.zeros((3, 1, 2, 32, 32), np.complex64))
+    with pytest.raises(BadInputError, match=r"every FullSample k-space file was quarantined \(3 of 3\).*medrepro-logs.*quarantine.json"):
+        run_step(ingest, tmp_path, {"cmr_recon.ingest.source": str(source), "cmr_recon.ingest.validation_subjects": 1,
+                                    "cmr_recon.ingest.held_out_modalities": [], "common.on_bad_input": "skip"})

@@ -7,6 +7,7 @@ TINY = {
     "cmr_recon.ingest.modalities": ["cine_sax", "T1map", "blackblood"],
     "cmr_recon.ingest.held_out_modalities": ["blackblood"],
     "cmr_recon.ingest.frames": 3,
+    "cmr_recon.ingest.coils": 4,
     "cmr_recon.ingest.slices": 1,
     "cmr_recon.ingest.matrix_sizes": [[40, 32], [48, 32]],
     "cmr_recon.undersample.patterns": {"Uniform": [4], "ktRadial": [8]},

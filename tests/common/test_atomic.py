@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from stages.common.atomic import atomic_directory, atomic_path, write_json
+from stages.common.atomic import atomic_directory, atomic_path, sweep_stale_temporaries, write_json, write_text
 
 
 def test_exception_mid_write_leaves_no_output(tmp_path):
@@ -60,3 +60,56 @@ def test_sigkill_mid_write_leaves_only_a_temporary_that_the_next_run_removes(tmp
         temporary.write_bytes(b"done")
     assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]
     assert target.read_bytes() == b"done"
+
+
+# ------------------------------------------------------------------ a failed step changes nothing
+def test_a_failed_block_puts_every_output_it_wrote_back(tmp_path):
+    from stages.common.atomic import rollback_on_failure
+
+    kept_file = write_text(tmp_path / "raw" / "SOURCE.json", "synthetic\n")
+    (tmp_path / "interim").mkdir()
+    with pytest.raises(RuntimeError, match="validation failed"):
+        with rollback_on_failure():
+            write_text(tmp_path / "raw" / "SOURCE.json", "/data/real\n")
+            with atomic_directory(tmp_path / "interim" / "ingest") as staging:
+                (staging / "manifest.csv").write_text("a,b\n")
+            write_text(tmp_path / "interim" / "manifest_validation.json", "{}")
+            raise RuntimeError("validation failed")
+    assert kept_file.read_text() == "synthetic\n"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["interim", "raw", "raw/SOURCE.json"]
+
+
+def test_a_successful_block_keeps_its_outputs_and_no_backups(tmp_path):
+    from stages.common.atomic import rollback_on_failure
+
+    with atomic_directory(tmp_path / "raw") as staging:
+        (staging / "old.txt").write_text("old")
+    with rollback_on_failure():
+        with atomic_directory(tmp_path / "raw") as staging:
+            (staging / "new.txt").write_text("new")
+        write_text(tmp_path / "raw" / "SOURCE.json", "x")  # a file written into the replaced folder
+        write_text(tmp_path / "raw" / "SOURCE.json", "y")  # and written twice
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["SOURCE.json", "new.txt", "raw"]
+    assert (tmp_path / "raw" / "SOURCE.json").read_text() == "y"
+
+
+def test_a_killed_runs_backup_is_put_back_by_the_sweep(tmp_path):
+    dead_pid = 2**22 + 7  # above the default pid_max, so no process has it
+    output = write_text(tmp_path / "manifest.csv", "written by the killed run")
+    (tmp_path / f".tmp-manifest.csv.{dead_pid}.rollback").write_text("the version before it")
+    removed = sweep_stale_temporaries([tmp_path])
+    assert [p.name for p in removed] == [f".tmp-manifest.csv.{dead_pid}.rollback"]
+    assert output.read_text() == "the version before it"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.csv"]
+
+
+def test_a_failed_block_keeps_what_it_wrote_under_a_kept_folder(tmp_path):
+    checkpoint, output = tmp_path / "scratch" / "last.pt", tmp_path / "out.txt"
+    from stages.common.atomic import rollback_on_failure
+
+    with pytest.raises(RuntimeError), rollback_on_failure(keep=(tmp_path / "scratch",)):
+        write_text(checkpoint, "step 3")
+        write_text(output, "half")
+        raise RuntimeError("interrupted")
+    assert checkpoint.read_text() == "step 3"
+    assert not output.exists()

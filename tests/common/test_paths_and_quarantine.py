@@ -32,3 +32,16 @@ def test_bugs_are_never_quarantined():
     with pytest.raises(KeyError):
         with Quarantine("skip").guard("case1"):
             raise KeyError("a bug")
+
+
+def test_everything_quarantined_stops_and_points_at_the_list(tmp_path):
+    quarantine = Quarantine("skip")
+    for name in ("a.mat", "b.mat"):
+        with quarantine.guard(name):
+            raise BadInputError(f"{name}: truncated")
+    with pytest.raises(BadInputError) as caught:
+        quarantine.stop_when_everything_quarantined(0, "file", tmp_path)
+    message = str(caught.value)
+    assert "every file was quarantined (2 of 2)" in message and str(tmp_path / "quarantine.json") in message
+    assert [e["item"] for e in json.loads((tmp_path / "quarantine.json").read_text())["entries"]] == ["a.mat", "b.mat"]
+    quarantine.stop_when_everything_quarantined(1, "file", tmp_path)  # something left: go on

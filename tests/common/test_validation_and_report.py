@@ -49,3 +49,12 @@ def test_saved_result_is_identical_for_identical_manifests(tmp_path):
     validate_manifest(manifest, "ok", SUITE, tmp_path / "a.json")
     validate_manifest(manifest, "ok", SUITE, tmp_path / "b.json")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+def test_failure_names_the_rows_and_goes_to_the_failure_path(tmp_path):
+    manifest = pd.DataFrame({"subject": ["P001", "P002", "P003"], "age": [30, 170, 8], "sex": ["F", "M", "M"]})
+    suite = [("expect_column_values_to_be_between", {"column": "age", "min_value": 10, "max_value": 120})]
+    with pytest.raises(ManifestValidationError) as caught:
+        validate_manifest(manifest, "ages", suite, tmp_path / "out.json", failed_result_path=tmp_path / "log.json")
+    assert "in rows (subject) P002, P003" in str(caught.value)
+    assert not (tmp_path / "out.json").exists() and json.loads((tmp_path / "log.json").read_text())["success"] is False
