@@ -25,7 +25,7 @@ from stages.common.io import write_table, write_tables
 from stages.common.params import StrictModel
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.nova.dataset import ingest_info, load_manifest, load_predictions
-from stages.nova.judges import LLMJudge, LLMKeywordExtractor, SynonymJudge, top_k_hits
+from stages.nova.judges import LLMJudge, LLMKeywordExtractor, LLMRankedJudge, SynonymJudge, top_k_hits
 from stages.nova.metrics import (
     MatchTable,
     bootstrap_intervals,
@@ -51,12 +51,12 @@ class EvaluateParams(StrictModel):
     bootstrap_resamples: int = Field(ge=1)
     confidence: float = Field(gt=0, lt=1)
     caption_judge: Literal["lexicon", "openai_compatible"]
-    diagnosis_judge: Literal["synonym", "openai_compatible"]
+    diagnosis_judge: Literal["synonym", "openai_compatible", "openai_compatible_ranked"]
     judge_endpoint: EndpointConfig
 
     @property
     def llm_judged(self) -> bool:
-        return "openai_compatible" in (self.caption_judge, self.diagnosis_judge)
+        return self.caption_judge == "openai_compatible" or self.diagnosis_judge != "synonym"
 
     @model_validator(mode="after")
     def endpoint_when_judging(self) -> EvaluateParams:
@@ -75,7 +75,8 @@ def build_judges(ctx: StageContext[EvaluateParams]):
     cache.mkdir(parents=True, exist_ok=True)  # a declared output, also while no LLM judges
     client = ChatClient(p.judge_endpoint, cache) if p.llm_judged else None
     extractor = LLMKeywordExtractor(client) if p.caption_judge == "openai_compatible" else LexiconKeywordExtractor()
-    judge = LLMJudge(client) if p.diagnosis_judge == "openai_compatible" else SynonymJudge()
+    judges = {"openai_compatible": LLMJudge, "openai_compatible_ranked": LLMRankedJudge}
+    judge = judges[p.diagnosis_judge](client) if p.diagnosis_judge in judges else SynonymJudge()
     return extractor, judge
 
 

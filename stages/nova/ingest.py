@@ -221,7 +221,8 @@ def ingest(ctx: StageContext[IngestParams]) -> Metrics:
             rows.append(row)
             box_rows += boxes
         if not rows:
-            raise BadInputError(f"{source}: no usable slice (all {len(benchmark.slices)} were quarantined)")
+            ctx.require_survivors(0, "slice")  # names the saved quarantine list (issue 19 item 3)
+            raise BadInputError(f"{source}: no slice to ingest")
         manifest = label_frequencies(pd.DataFrame(rows), p.rare_max_cases, p.frequency_by)
         healthy = read_healthy(healthy_root, ctx.quarantine)
         finish_ingest(ctx, staging, manifest, "nova_manifest", manifest_expectations(group_labels(p.frequency_by)), {

@@ -78,6 +78,14 @@ MATCH_PROMPT = (
 MAX_RETRY_AFTER_S = 300.0  # ours: the longest Retry-After honoured before a retry
 
 
+RANKED_MATCH_PROMPT = (
+    "Gold diagnosis: {gold}\nCandidate diagnoses, most likely first:\n{candidates}\n"
+    "Does the first candidate name the gold diagnosis, and does any of the candidates? Count synonyms and "
+    "spelling variants as the same, and ignore differences in specificity and etiology (a broader or narrower "
+    'name of the same disease matches). Answer with JSON only: {{"top1": true|false, "top5": true|false}}'
+)
+
+
 class EndpointError(RuntimeError):
     """The endpoint did not give an answer (after the allowed retries)."""
 
@@ -385,6 +393,14 @@ def parse_yes_no(text: str) -> bool:
     if words and words[0] in ("yes", "no"):
         return words[0] == "yes"
     raise AnswerParseError(f"not a yes/no answer: {_quote(text)}")
+
+
+def parse_top_hits(text: str) -> tuple[bool, bool]:
+    """(top-1 hit, top-5 hit) from ``{"top1": ..., "top5": ...}``; a top-1 hit is also a top-5 hit."""
+    data = extract_json(text)
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), bool) for k in ("top1", "top5")):
+        raise AnswerParseError(f"expected {{\"top1\": true|false, \"top5\": true|false}} in {_quote(text)}")
+    return data["top1"], data["top1"] or data["top5"]
 
 
 def parse_keywords(text: str) -> list[str]:
