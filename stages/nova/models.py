@@ -154,8 +154,10 @@ class OpenAICompatibleModel:
 
     name = "openai_compatible"
 
-    def __init__(self, client: ChatClient, diagnosis_findings: str, box_format: str = "yxyx_1000") -> None:
+    def __init__(self, client: ChatClient, diagnosis_findings: str, box_format: str = "yxyx_1000",
+                 name: str = "openai_compatible") -> None:
         self.client, self.diagnosis_findings, self.box_format = client, diagnosis_findings, box_format
+        self.name = name
 
     def _ask(self, messages, parse, what: str, problems: list[str]):
         try:

@@ -41,20 +41,39 @@ class EndpointParams(EndpointConfig):
         return self
 
 
+class NamedEndpointParams(EndpointConfig):
+    """One more endpoint scored side by side (``nova.predict.endpoints``), under its own model name."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # e.g. gpt-4o, qwen2.5-vl-72b
+    diagnosis_findings: Literal["predicted", "gold"]
+    box_format: Literal["yxyx_1000", "xyxy_1000", "xyxy_px"]
+
+    @model_validator(mode="after")
+    def url_given(self) -> NamedEndpointParams:
+        self.require_url(f"endpoint {self.name!r} is listed")
+        return self
+
+
 class PredictParams(StrictModel):
     models: list[Literal["normative", "random_boxes"]]
     min_area: int = Field(ge=1)             # pixels (at the detector's size) of a region that becomes a box
     max_boxes: int = Field(ge=1)
     random_max_boxes: int = Field(ge=1)
     openai_compatible: EndpointParams
+    endpoints: list[NamedEndpointParams]    # more endpoints, each scored under its name (may be empty)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [*self.models, *(["openai_compatible"] if self.openai_compatible.enabled else []), *(e.name for e in self.endpoints)]
 
     @model_validator(mode="after")
     def some_distinct_models(self) -> PredictParams:
-        repeated = sorted({m for m in self.models if self.models.count(m) > 1})
+        names = [*self.models, "openai_compatible", *(e.name for e in self.endpoints)]
+        repeated = sorted({m for m in names if names.count(m) > 1})
         if repeated:
-            raise ValueError(f"models: {repeated} listed more than once")
-        if not self.models and not self.openai_compatible.enabled:
-            raise ValueError("models: empty and openai_compatible is not enabled: there is nothing to score")
+            raise ValueError(f"models / endpoints: {repeated} named more than once")
+        if not self.model_names:
+            raise ValueError("models: empty, openai_compatible is not enabled and no endpoints are listed: there is nothing to score")
         return self
 
 
@@ -79,6 +98,9 @@ def build_models(ctx: StageContext[PredictParams]) -> list:
     if p.openai_compatible.enabled:
         client = ChatClient(p.openai_compatible, ctx.out(ANSWER_CACHE))
         models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings, p.openai_compatible.box_format))
+    for endpoint in p.endpoints:  # one cache for all: its keys hold the endpoint and the model
+        client = ChatClient(endpoint, ctx.out(ANSWER_CACHE))
+        models.append(OpenAICompatibleModel(client, endpoint.diagnosis_findings, endpoint.box_format, name=endpoint.name))
     return models
 
 
@@ -98,7 +120,7 @@ def predict(ctx: StageContext[PredictParams]) -> Metrics:
             problems = [p for case in predictions for p in case.problems + [q for s in case.slices for q in s.problems]]
             client = getattr(model, "client", None)
             if client is not None and client.stats.unusable:
-                raise BadInputError(f"nova.predict.openai_compatible: every request to {client.config.base_url} failed; "
+                raise BadInputError(f"nova.predict ({model.name}): every request to {client.config.base_url} failed; "
                                     f"first problem: {problems[0] if problems else 'unknown'}")
             seconds_per_model[model.name] = seconds
             client_stats[model.name] = client.stats.as_dict() if client is not None else {}

@@ -90,6 +90,12 @@ def interval_table(summary: pd.DataFrame, group: str) -> pd.DataFrame:
     return table
 
 
+def endpoint_of(path) -> str:
+    """Which endpoint and served model answered (never the key), or ``offline``."""
+    payload = json.loads(path.read_text())
+    return f"{payload['endpoint_model']} at {payload['endpoint']}" if payload.get("endpoint") else "offline (this machine)"
+
+
 def group_sentence(metrics: dict) -> str:
     """How results are grouped, with each group's case count; empty groups named; a lopsided split flagged."""
     counts = {g: n for g, n in metrics["cases"].items() if g != "all"}
@@ -185,8 +191,9 @@ def report(ctx: StageContext[ReportParams]) -> None:
         report.table(lines, f"{row.image_id}: gold diagnosis '{row.final_diagnosis}'")
 
     report.heading("Model runs")
-    report.table([{"model": k, "slices": v["slices"], "problems": v["problems"],
-                   "first problems": "; ".join(v["problem_examples"][:3])} for k, v in predict_summary.items()],
+    report.table([{"model": k, "endpoint": endpoint_of(predictions_dir / f"{k}.json"), "slices": v["slices"],
+                   "problems": v["problems"], "first problems": "; ".join(v["problem_examples"][:3])}
+                  for k, v in predict_summary.items()],
                  "problems = answers that did not parse or requests that failed (scored as empty predictions); "
                  "request and cache counts are in the nova-predict MLflow run")
     report.heading("Published reference points (real NOVA" + ("; not comparable with a synthetic run)" if synthetic else ")"))
