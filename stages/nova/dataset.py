@@ -35,7 +35,7 @@ import pandas as pd
 
 from stages.common.atomic import atomic_path
 from stages.common.badinput import BadInputError
-from stages.common.io import FormatError, read_png, read_table, write_png, write_table
+from stages.common.io import FormatError, check_declared_size, read_png, read_table, write_png, write_table
 from stages.common.paths import UnsafePathError, from_portable, resolve_inside
 from stages.common.stage import StageContext, UndeclaredPathError
 
@@ -466,9 +466,11 @@ def decode_slice(record: SliceRecord) -> np.ndarray:
         source = f"{record.where} image ({record.filename})"
         try:
             with Image.open(io.BytesIO(record.image_bytes)) as image:
+                bytes_per_band = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+                check_declared_size(source, (image.height, image.width, len(image.getbands())), bytes_per_band, "image")
                 image.load()
                 pixels = np.asarray(image)
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise FormatError(source, f"not a readable PNG ({error})") from error
     else:
         raise FormatError(record.where or record.filename, "no image data")
