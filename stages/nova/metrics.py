@@ -151,8 +151,9 @@ def match_table(gt: GroundTruth, pred: Predictions) -> MatchTable:
         tp50[i] = greedy_true_positives(block, 0.5)
         if tp_at is not None:
             tp_at[i] = [greedy_true_positives(block, float(t)) for t in np.minimum(AP_THRESHOLDS, 1 - 1e-10)]
-    for i in np.nonzero(matches.dt_count * matches.n_gt)[0]:
-        best_iou[i] = float(matches.iou_block(i).max())
+    paired = np.nonzero(matches.dt_count * matches.n_gt)[0]
+    if len(paired):  # each query's IoUs are contiguous, so one reduceat gives every image's maximum
+        best_iou[paired] = np.maximum.reduceat(matches.ious, matches.pair_start[paired])
     return MatchTable(matches, tp30, tp50, best_iou, scoreless, tp_at)
 
 

@@ -185,3 +185,11 @@ def test_grouped_indices_and_several_intervals_at_once():
     intervals = bootstrap_intervals(statistic, 3, n_resamples=300, seed=0)
     # A case resample of only b gives 0, of only a/c gives 1: the interval spans the extremes.
     assert intervals["mean"] == (0.0, 1.0) and np.isnan(intervals["never"][0])
+
+
+def test_best_iou_per_image_against_a_brute_force_loop():
+    gt, pred = random_benchmark(np.random.default_rng(8), 60)
+    table = match_table(gt, pred)
+    for position, image_id in enumerate(table.image_ids):
+        pairs = [iou(b, g) for b in pred[image_id][0] for g in gt[image_id]]
+        assert table.best_iou[position] == pytest.approx(max(pairs, default=0.0), abs=1e-12)
