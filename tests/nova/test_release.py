@@ -230,3 +230,21 @@ def test_the_current_release_end_to_end_with_an_empty_group_and_by_category(tmp_
     metrics = json.loads((data / "metrics" / "evaluate.json").read_text())
     assert metrics["cases"]["neoplastic"] == 2 and "vascular" in metrics["empty_groups"]
     assert set(pd.read_csv(data / "evaluation" / "summary.csv").group) == {"all", "neoplastic"}
+
+
+def test_an_embedded_image_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
+    import struct
+    import zlib
+
+    cases = generate_benchmark(1, 48, seed=1, max_scans_per_case=1)
+    write_nova_parquet_embedded(tmp_path / "nova-v1.parquet", cases)
+    table = pq.read_table(tmp_path / "nova-v1.parquet").to_pylist()
+    data = bytearray(table[0]["image"]["bytes"])
+    ihdr = bytearray(data[12:29])
+    ihdr[4:12] = struct.pack(">II", 100_000, 100_000)
+    data[12:29], data[29:33] = ihdr, struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    table[0]["image"]["bytes"] = bytes(data)
+    pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(tmp_path / "nova-v1.parquet")), tmp_path / "nova-v1.parquet")
+    benchmark = read_benchmark(tmp_path)
+    with pytest.raises(FormatError, match=r"nova-v1.parquet row 0 image .*100000"):
+        validate_slice(benchmark.slices[0], benchmark)
