@@ -58,9 +58,9 @@ def _validated_root(repo: Path, study: str | None) -> Path:
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from flows.locking import FlowLockedError
-    from flows.run import PipelineFailedError, pipeline
-    from flows.servers import prefect_api
+    from flows.locking import FlowLockedError, flow_lock
+    from flows.run import PipelineFailedError, load_orchestration_config, pipeline
+    from flows.servers import ServerStartError, prefect_api
     from stages.common.check_params import check as check_params
     from stages.common.check_params import print_problems
 
@@ -69,8 +69,9 @@ def _command_run(args: argparse.Namespace) -> int:
     if problems:  # DVC would delete the outputs of a stage before the stage finds its bad params
         print_problems(problems)
         return EXIT_FAILED
-    with prefect_api(_log_dir(root)):
-        try:
+    try:
+        # The lock first: a second run waits here instead of racing the first's server start.
+        with flow_lock(root, load_orchestration_config(root).flow_lock_timeout_seconds), prefect_api(_log_dir(root)):
             summary = pipeline(
                 repo_root=str(root),
                 study=args.study,
@@ -78,9 +79,12 @@ def _command_run(args: argparse.Namespace) -> int:
                 force=args.force,
                 remote=args.remote,
             )
-        except (PipelineFailedError, FlowLockedError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+    except (PipelineFailedError, FlowLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ServerStartError as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILED
     for stage, outcome in summary.items():
         status = "ran" if outcome["ran"] else "up to date"
         print(f"{stage}: {status} ({outcome['seconds']:.1f} s on {outcome['host']})")
@@ -100,7 +104,7 @@ def _command_serve(args: argparse.Namespace) -> int:
 
 def _command_ui(args: argparse.Namespace) -> int:
     from flows.servers import UI_SERVERS_FILE, free_port, start_mlflow_ui, start_prefect_server, write_ui_servers
-    from stages.common.tracking import artifact_location, flush_runs, tracking_uri
+    from stages.common.tracking import artifact_location, flush_runs, redact_uri, tracking_uri
 
     root = args.repo.resolve()
     uri = tracking_uri(root)
@@ -115,7 +119,7 @@ def _command_ui(args: argparse.Namespace) -> int:
         servers.append(start_mlflow_ui(uri, artifact_location(root), _log_dir(root), host=args.host, port=mlflow_port))
         write_ui_servers(_log_dir(root), f"{servers[0].url}/api", servers[1].url)
         print(f"Prefect UI: {servers[0].url}")
-        print(f"MLflow UI:  {servers[1].url}  (tracking URI {uri})")
+        print(f"MLflow UI:  {servers[1].url}  (tracking URI {redact_uri(uri)})")
         print("Press Ctrl-C to stop both.", flush=True)
         while all(server.process.poll() is None for server in servers):
             time.sleep(1)

@@ -21,18 +21,26 @@ class FlowLockedError(RuntimeError):
     """Another flow run holds this repository's flow lock."""
 
 
+_held: set[Path] = set()  # flow locks this process holds: taking one again is a no-op
+
+
 @contextmanager
 def flow_lock(repo_root: Path, timeout: float) -> Iterator[Path]:
     """Exclusive lock on the repository for a flow run (.dvc/tmp/medrepro-flow.lock).
 
     A second flow run waits up to `timeout` seconds, then raises FlowLockedError naming the
-    lock file and the holder's pid. The OS releases the lock when its holder exits.
+    lock file and the holder's pid. The OS releases the lock when its holder exits. Within one
+    process the lock is reentrant (`python -m flows run` takes it before starting any server,
+    the flow takes it again).
     """
     from filelock import FileLock, Timeout
 
-    tmp_dir = Path(repo_root) / ".dvc" / "tmp"
+    tmp_dir = Path(repo_root).resolve() / ".dvc" / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     lock_path = tmp_dir / FLOW_LOCK_FILE
+    if lock_path in _held:
+        yield lock_path
+        return
     owner_path = tmp_dir / FLOW_LOCK_OWNER_FILE
     lock = FileLock(str(lock_path))
     try:
@@ -55,7 +63,9 @@ def flow_lock(repo_root: Path, timeout: float) -> Iterator[Path]:
                 {"pid": os.getpid(), "host": socket.gethostname(), "since": datetime.now(UTC).isoformat()}
             )
         )
+        _held.add(lock_path)
         yield lock_path
     finally:
+        _held.discard(lock_path)
         owner_path.unlink(missing_ok=True)
         lock.release()

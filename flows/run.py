@@ -37,7 +37,14 @@ from flows.remote import (
     worker_repo_root,
 )
 from flows.tracking import close_parent_runs, open_parent_runs
-from stages.common.tracking import FLOW_RUN_ENV, PARENT_RUN_ENV, tracking_uri
+from stages.common.tracking import (
+    FLOW_RUN_ENV,
+    PARENT_RUN_ENV,
+    forwarded_tracking_env,
+    redact_uri,
+    tracking_uri,
+    worker_tracking_uri,
+)
 
 # Environment the Ray workers need to reach the same Prefect API and MLflow store as the driver.
 # Credentials are deliberately not forwarded (a runtime_env is visible in Ray's job info): on a
@@ -100,6 +107,9 @@ def execute_stage(
     started = time.monotonic()
     root = worker_repo_root(request)
     env = stage_environment(request.env)
+    uri = worker_tracking_uri(env, socket.gethostname())
+    if uri is not None:
+        env["MLFLOW_TRACKING_URI"] = uri
     if request.remote:
         prepare_worker_clone(root, request, upstream, env, log)
     repro = ["repro", "--single-item", *(["--force"] if request.force else [])]
@@ -251,7 +261,8 @@ def _worker_env(uri: str) -> dict[str, str]:
     env = {key: os.environ[key] for key in WORKER_ENV_KEYS if os.environ.get(key)}
     env["PREFECT_API_URL"] = _current_api_url()
     env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-    env["MLFLOW_TRACKING_URI"] = uri
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(forwarded_tracking_env(uri))
     return env
 
 
@@ -323,10 +334,10 @@ def pipeline(
         flow_run = FlowRunContext.get().flow_run
         touched = sorted({s for node in graph if (s := study_of(node)) is not None})
         parent_runs = open_parent_runs(touched, root, uri, flow_run.name, str(flow_run.id))
-        logger.info("MLflow parent runs at %s: %s", uri, parent_runs)
+        logger.info("MLflow parent runs at %s: %s", redact_uri(uri), parent_runs)
         stage_env = {}
         for stage in graph:
-            env = {FLOW_RUN_ENV: str(flow_run.id), "MLFLOW_TRACKING_URI": uri}
+            env = {FLOW_RUN_ENV: str(flow_run.id), **forwarded_tracking_env(uri)}
             if (parent := parent_runs.get(study_of(stage) or "")) is not None:
                 env[PARENT_RUN_ENV] = parent
             stage_env[stage] = env

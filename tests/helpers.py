@@ -6,6 +6,7 @@ imports another test module.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,6 +20,20 @@ import yaml
 from stages.common.stage import StageContext, Step, Tracker, call_step, open_context
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """md5 of every file under ``folder`` by relative path (DVC's own ``.gitignore`` files left out)."""
+    if not folder.exists():
+        return {}
+    return {path.relative_to(folder).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != ".gitignore"}
+
+
+# ``{study: file_digests(data/<study>)}`` of tests/test_pipelines.py's `dvc repro` runs (those
+# without extra overrides), so tests/test_reproducible.py compares one in-process run with it
+# instead of running every study twice.
+END_TO_END_DIGESTS: dict[str, dict[str, str]] = {}
 
 
 def repo_params() -> dict[str, Any]:

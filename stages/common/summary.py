@@ -20,7 +20,7 @@ from stages.common.claims import CLAIMS_FILE, ClaimsError, ClaimsFile, read_clai
 from stages.common.mlflow_spool import SpoolFlushError
 from stages.common.paths import repo_root
 from stages.common.pipeline import load_stages
-from stages.common.tracking import flush_runs, tracking_uri
+from stages.common.tracking import flush_runs, redact_uri, tracking_uri
 
 RUN_STARTED_ENV = "MEDREPRO_RUN_STARTED"  # seconds since the epoch; `make run` sets it before `dvc repro`
 
@@ -170,7 +170,7 @@ def main() -> int:
     for result in results:
         state = result.report or "(missing: run `dvc repro`)"
         print(f"  {result.study:14s} {state}")
-    print(f"\nMLflow store: {tracking_uri(root)}")
+    print(f"\nMLflow store: {redact_uri(tracking_uri(root))}")
     print("Open the MLflow and Prefect UIs:  make ui   (MLflow http://127.0.0.1:5000, Prefect http://127.0.0.1:4200)")
     print("Run the same DAG through Prefect on Ray:  make flow")
     return 0

@@ -28,6 +28,45 @@ SPOOL_ENV = "MEDREPRO_MLFLOW_SPOOL"  # "off": a stage logs straight into MLflow
 log = logging.getLogger(__name__)
 
 
+URI_CHECK_ENV = "MEDREPRO_MLFLOW_URI_CHECK"  # what a flow forwards instead of a tracking URI holding a password
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with its password (``scheme://user:password@host``) replaced by ``***``: safe to log or forward."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def forwarded_tracking_env(uri: str) -> dict[str, str]:
+    """What a flow passes to its workers (Ray's runtime_env, Prefect task inputs) for ``uri``.
+
+    A URI without a password travels as ``MLFLOW_TRACKING_URI``; one with a password never leaves
+    this process: the workers use their own ``MLFLOW_TRACKING_URI`` (local Ray workers inherit this
+    process's environment) and :func:`worker_tracking_uri` checks it is the same store.
+    """
+    redacted = redact_uri(uri)
+    return {"MLFLOW_TRACKING_URI": uri} if redacted == uri else {URI_CHECK_ENV: redacted}
+
+
+def worker_tracking_uri(env: Mapping[str, str], host: str) -> str | None:
+    """The tracking URI a worker's stage uses under ``env``; refuses a worker without the store's credentials."""
+    expected = env.get(URI_CHECK_ENV)
+    own = env.get("MLFLOW_TRACKING_URI")
+    if expected is None:
+        return own
+    if own is None or redact_uri(own) != expected:
+        found = redact_uri(own) if own else "nothing"
+        raise RuntimeError(f"worker {host}: MLFLOW_TRACKING_URI must be set to {expected} with its password "
+                           f"(the flow does not forward passwords; found {found})")
+    return own
+
+
 def tracking_uri(repo_root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(repo_root).resolve() / 'mlruns' / 'mlflow.db'}"
 

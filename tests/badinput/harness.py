@@ -30,7 +30,6 @@ checks that a failed run leaves the previous outputs as they were.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -43,7 +42,7 @@ import pandas as pd
 from stages.common.ingest import INGEST_OUT
 from stages.common.stage import EXPECTED_ERRORS, Step
 from stages.common.validation import default_id_columns
-from tests.helpers import run_step
+from tests.helpers import file_digests, run_step
 
 Outcome = Literal["refused", "quarantined", "accepted"]
 
@@ -103,16 +102,8 @@ def make_baseline(ingest: StudyIngest, folder: Path) -> Baseline:
     return Baseline(source, project, pd.read_csv(_data_of(ingest, project, ingest.manifest)))
 
 
-def snapshot(folder: Path) -> dict[str, str]:
-    """md5 of every file under ``folder``, by relative path."""
-    if not folder.exists():
-        return {}
-    return {path.relative_to(folder).as_posix(): hashlib.md5(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
 def _expect_refusal(ingest: StudyIngest, row: Corruption, project: Path, source: Path) -> str:
-    before = snapshot(project / "data")
+    before = file_digests(project / "data")
     try:
         context, _ = _run(ingest, project, source, "fatal")
     except EXPECTED_ERRORS as error:
@@ -121,7 +112,7 @@ def _expect_refusal(ingest: StudyIngest, row: Corruption, project: Path, source:
         raise AssertionError(f"{row.name}: fatal mode accepted the corrupted input "
                              f"(quarantine: {context.quarantine.entries})")
     assert row.names in message, f"{row.name}: the error does not name {row.names!r}: {message}"
-    after = snapshot(project / "data")
+    after = file_digests(project / "data")
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"{row.name}: the failed run changed {changed}"
     return message

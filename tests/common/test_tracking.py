@@ -153,3 +153,27 @@ def test_temporaries_of_killed_writers_go_at_the_next_stage_start_and_live_ones_
     kept.write_text("{}")
     assert sorted(sweep_stale_temporaries([folder, tmp_path / "absent"])) == sorted([stale, staged])
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, kept.name])
+
+
+def test_a_password_in_a_tracking_uri_is_never_logged_or_forwarded():
+    from urllib.parse import urlsplit
+
+    from stages.common.tracking import forwarded_tracking_env, redact_uri, worker_tracking_uri
+
+    uri = "postgresql://mlflow:s3cr%40t@db.example.org:5432/mlflow"
+    assert urlsplit(uri).password == "s3cr%40t"  # the reference parse of what must go
+    redacted = redact_uri(uri)
+    assert "s3cr" not in redacted and redacted == "postgresql://mlflow:***@db.example.org:5432/mlflow"
+    assert redact_uri("sqlite:////tmp/mlruns/mlflow.db") == "sqlite:////tmp/mlruns/mlflow.db"
+    assert redact_uri("http://user@host:5000") == "http://user@host:5000"
+
+    forwarded = forwarded_tracking_env(uri)
+    assert "s3cr" not in str(forwarded) and "MLFLOW_TRACKING_URI" not in forwarded
+    assert worker_tracking_uri({**forwarded, "MLFLOW_TRACKING_URI": uri}, "node-1") == uri  # its own, inherited
+    with pytest.raises(RuntimeError, match=r"worker node-2: MLFLOW_TRACKING_URI must be set to postgresql://mlflow:\*\*\*@db"):
+        worker_tracking_uri(forwarded, "node-2")
+    with pytest.raises(RuntimeError, match="found postgresql://other:\\*\\*\\*@db"):
+        worker_tracking_uri({**forwarded, "MLFLOW_TRACKING_URI": "postgresql://other:x@db.example.org:5432/mlflow"}, "n")
+    plain = forwarded_tracking_env("sqlite:////p/mlruns/mlflow.db")
+    assert plain == {"MLFLOW_TRACKING_URI": "sqlite:////p/mlruns/mlflow.db"}
+    assert worker_tracking_uri(plain, "n") == "sqlite:////p/mlruns/mlflow.db"

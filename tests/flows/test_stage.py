@@ -313,3 +313,26 @@ def test_ray_init_kwargs_pass_the_worker_environment() -> None:
     assert local["num_cpus"] == os.cpu_count() and local["include_dashboard"] is False
     joined = ray_init_kwargs("ray://head:10001", env)
     assert joined == {"runtime_env": {"env_vars": env}}
+
+
+def test_a_second_flows_run_waits_on_the_lock_before_starting_any_server(toy_repo_factory, monkeypatch, capsys) -> None:
+    """Issue 19 item 13: the second run's server never races the first's; it stops with one line."""
+    import flows.__main__ as cli
+    import flows.servers
+
+    repo = toy_repo_factory()
+    with flow_lock(repo, timeout=5) as held:  # reentrant in one process: the flow takes it again
+        with flow_lock(repo, timeout=0.1) as again:
+            assert again == held
+    started_servers: list[str] = []
+    monkeypatch.setattr(flows.servers, "prefect_api", lambda *a, **k: started_servers.append("prefect"))
+    monkeypatch.setattr(cli, "_validated_root", lambda root, study: repo)
+    holder = _hold_flow_lock(repo, 30)
+    try:
+        code = cli.main(["run", "--repo", str(repo)])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == cli.EXIT_FAILED and started_servers == []
+    error = capsys.readouterr().err
+    assert "another flow run holds" in error and f"pid {holder.pid}" in error and "Traceback" not in error
