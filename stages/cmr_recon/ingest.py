@@ -48,7 +48,7 @@ class IngestParams(StrictModel):
     matrix_sizes: list[tuple[int, int]] = Field(min_length=1)
     noise_std: float = Field(ge=0)
     coil_ring_radius: float = Field(gt=0)
-    complex_phase: bool = True  # ours: a smooth image phase, as real k-space has
+    complex_phase: bool  # ours: a smooth image phase, as real k-space has
 
     @model_validator(mode="after")
     def consistent(self) -> IngestParams:

@@ -47,6 +47,28 @@ def model_to_pixel_xywh(boxes_yxyx_1000, width: int, height: int) -> np.ndarray:
     return np.column_stack([x0, y0, x1 - x0, y1 - y0])
 
 
+BOX_FORMATS = ("yxyx_1000", "xyxy_1000", "xyxy_px")
+
+
+def answer_to_pixel_xywh(boxes, width: int, height: int, box_format: str = "yxyx_1000") -> np.ndarray:
+    """A model's boxes in its ``box_format`` -> pixel ``[x, y, w, h]`` (corners sorted, clipped to the image).
+
+    ``yxyx_1000``: ``[ymin, xmin, ymax, xmax]`` on 0-1000 (Gemini's convention, the paper's prompt);
+    ``xyxy_1000``: ``[xmin, ymin, xmax, ymax]`` on 0-1000; ``xyxy_px``: ``[x1, y1, x2, y2]`` in pixels
+    of the image sent (Qwen2.5-VL's native ``bbox_2d``).
+    """
+    b = as_boxes(boxes)
+    if box_format == "yxyx_1000":
+        return model_to_pixel_xywh(b, width, height)
+    if box_format == "xyxy_1000":
+        return model_to_pixel_xywh(b[:, [1, 0, 3, 2]], width, height)
+    if box_format == "xyxy_px":
+        x0, x1 = np.clip(np.minimum(b[:, 0], b[:, 2]), 0, width), np.clip(np.maximum(b[:, 0], b[:, 2]), 0, width)
+        y0, y1 = np.clip(np.minimum(b[:, 1], b[:, 3]), 0, height), np.clip(np.maximum(b[:, 1], b[:, 3]), 0, height)
+        return np.column_stack([x0, y0, x1 - x0, y1 - y0])
+    raise ValueError(f"box_format must be one of {', '.join(BOX_FORMATS)}, got {box_format!r}")
+
+
 def pixel_xywh_to_model(boxes_xywh, width: int, height: int) -> np.ndarray:
     """Pixel ``[x, y, w, h]`` -> ``[ymin, xmin, ymax, xmax]`` on 0-1000 (what a prompt example shows)."""
     b = as_boxes(boxes_xywh)

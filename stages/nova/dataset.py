@@ -1,4 +1,4 @@
-"""NOVA as distributed, both layouts, and the ingest manifest the later stages read.
+"""NOVA as distributed, its layouts, and the ingest manifest the later stages read.
 
 CSV layout (a folder):
 
@@ -8,11 +8,19 @@ CSV layout (a folder):
   box have no row)
 - the slices as PNG, named like ``case0183_001.png``, in ``images/`` (or beside the CSVs)
 
-Parquet layout (``nova-v1.parquet``, Hugging Face ``datasets`` style): one row per slice with
-``image`` (``{"bytes", "path"}``), ``bbox_gold`` (``{"x": [...], "y": [...], "width": [...],
-"height": [...]}``, parallel lists), ``bbox_raters`` (the same plus ``"rater"``, or null), and
+Parquet, current release (``data/nova-v1.parquet``, images as separate PNG files): one row per
+slice with ``filename``, ``case_id``, ``scan_id``, ``caption_text``, ``image_path`` (the PNG,
+relative to the data set's folder), ``meta`` (a struct with ``clinical_history`` and
+``final_diagnosis``), ``width``, ``height`` and ``bboxes`` (a list of ``{x, y, width, height,
+source}``; ``source`` tells the gold boxes from each rater's). Schema as the issue describing the
+release and its public loaders give it (the dataset card was not reachable here).
+
+Parquet, older release (Hugging Face ``datasets`` style, images embedded): ``image``
+(``{"bytes", "path"}``), ``bbox_gold`` (``{"x": [...], "y": [...], "width": [...], "height":
+[...]}``, parallel lists), ``bbox_raters`` (the same plus ``"rater"``, or null), and
 ``filename``, ``case_id``, ``scan_id``, ``caption``, ``clinical_history``, ``final_diagnosis``.
-Boxes are COCO ``[x, y, w, h]`` in pixels.
+
+Boxes are COCO ``[x, y, w, h]`` in pixels everywhere.
 """
 from __future__ import annotations
 
@@ -27,15 +35,16 @@ import pandas as pd
 
 from stages.common.atomic import atomic_path
 from stages.common.badinput import BadInputError
-from stages.common.io import FormatError, read_png, read_table, write_png, write_table
-from stages.common.paths import from_portable, resolve_inside
+from stages.common.io import FormatError, check_declared_size, read_png, read_table, write_png, write_table
+from stages.common.paths import UnsafePathError, from_portable, resolve_inside
 from stages.common.stage import StageContext, UndeclaredPathError
 
 CAPTION_COLUMNS = ("filename", "case_id", "scan_id", "caption")
 METADATA_COLUMNS = ("case_id", "clinical_history", "final_diagnosis")
 GOLD_COLUMNS = ("filename", "x", "y", "width", "height")
-PARQUET_COLUMNS = ("image", "bbox_gold")
-PARQUET_TEXT_COLUMNS = ("filename", "case_id", "scan_id", "caption", "clinical_history", "final_diagnosis")
+PARQUET_COLUMNS = ("image", "bbox_gold")  # the older release, images embedded
+PARQUET_V1_COLUMNS = ("filename", "case_id", "scan_id", "caption_text", "image_path", "meta", "width", "height", "bboxes")
+GOLD_SOURCES = ("gold",)  # ``bboxes[].source`` values that mark a gold box (case-insensitive); every other source is a rater
 BENCHMARK_FOLDER = "benchmark"  # under data/nova/raw: the synthetic benchmark (or only SOURCE.json for a real one)
 HEALTHY_FOLDER = "healthy"      # under data/nova/raw: the synthetic healthy slices (or only SOURCE.json)
 MANIFEST_COLUMNS = ("image_id", "filename", "path", "case_id", "scan_id", "width", "height", "caption",
@@ -57,6 +66,7 @@ class SliceRecord:
     image_bytes: bytes | None = None
     where: str = ""
     problem: str | None = None   # a defect found while reading (reported when the slice is validated)
+    declared_size: tuple[int | None, int | None] = (None, None)  # (width, height) the current parquet declares
 
 
 @dataclass
@@ -102,8 +112,41 @@ def _box_struct(boxes: np.ndarray, raters: list[int] | None = None) -> dict[str,
     return struct
 
 
-def write_nova_parquet(path: Path, cases) -> None:
-    """Write synthetic cases as one parquet with ``image``, ``bbox_gold``, ``bbox_raters`` (parallel lists)."""
+def write_nova_parquet_v1(path: Path, cases, image_folder: str = "images") -> None:
+    """Write synthetic cases as the current release's parquet (``image_path`` points at ``image_folder``'s PNGs).
+
+    The PNGs themselves are the CSV layout's (:func:`write_nova_csv_layout` writes them);
+    ``image_path`` is relative to the data set's folder, the one above ``data/``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for case in cases:
+        for item in case.slices:
+            height, width = item.image.shape[:2]
+            boxes = [{"x": float(b[0]), "y": float(b[1]), "width": float(b[2]), "height": float(b[3]), "source": "gold"}
+                     for b in item.gold]
+            boxes += [{"x": float(b[0]), "y": float(b[1]), "width": float(b[2]), "height": float(b[3]), "source": f"rater{r}"}
+                      for r, rater_boxes in item.raters for b in rater_boxes]
+            rows.append({"filename": item.filename, "case_id": case.case_id, "scan_id": int(item.scan_id),
+                         "caption_text": item.caption, "image_path": f"{image_folder}/{item.filename}",
+                         "meta": {"clinical_history": case.clinical_history, "final_diagnosis": case.final_diagnosis},
+                         "width": int(width), "height": int(height), "bboxes": boxes})
+    box = pa.struct([("x", pa.float64()), ("y", pa.float64()), ("width", pa.float64()), ("height", pa.float64()),
+                     ("source", pa.string())])
+    schema = pa.schema([
+        ("filename", pa.string()), ("case_id", pa.string()), ("scan_id", pa.int64()), ("caption_text", pa.string()),
+        ("image_path", pa.string()),
+        ("meta", pa.struct([("clinical_history", pa.string()), ("final_diagnosis", pa.string())])),
+        ("width", pa.int64()), ("height", pa.int64()), ("bboxes", pa.list_(box)),
+    ])
+    with atomic_path(path) as temporary:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), temporary)
+
+
+def write_nova_parquet_embedded(path: Path, cases) -> None:
+    """Write synthetic cases as the older parquet: ``image`` bytes, ``bbox_gold``, ``bbox_raters`` (parallel lists)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -139,20 +182,103 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
+def scan_id_of(value: Any, filename: str) -> int | str:
+    """The slice's scan id: its column's value, else the number after the last ``_`` of the file name.
+
+    Never the row index: ``case0183_004.png`` is scan 4 wherever its row lies. Raises a
+    BadInputError when neither gives one.
+    """
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return int(value)  # a nullable integer column comes back from pandas as float
+    text = _text(value)
+    if text:
+        return int(text) if text.lstrip("-").isdigit() else text
+    stem = Path(filename).stem
+    tail = stem.rsplit("_", 1)[-1] if "_" in stem else ""
+    if tail.isdigit():
+        return int(tail)
+    raise BadInputError(f"slice {filename}: no scan_id, and none in its file name (expected like case0183_001.png)")
+
+
+def parquet_schema(path: Path) -> tuple[str | None, str]:
+    """(``"v1"``, ``"embedded"`` or None, a sentence naming the missing columns) from the parquet's schema alone."""
+    import pyarrow.parquet as pq
+
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception as error:  # noqa: BLE001 - any reader failure is the file's problem
+        raise FormatError(path, f"not a readable parquet ({error})") from error
+    if all(column in names for column in PARQUET_V1_COLUMNS):
+        return "v1", ""
+    if all(column in names for column in PARQUET_COLUMNS):
+        return "embedded", ""
+    missing_v1 = [c for c in PARQUET_V1_COLUMNS if c not in names]
+    missing_old = [c for c in PARQUET_COLUMNS if c not in names]
+    return None, (f"{path.name}: columns match neither NOVA parquet schema (current release lacks "
+                  f"{', '.join(missing_v1)}; embedded-image release lacks {', '.join(missing_old)}; "
+                  f"present: {', '.join(sorted(names))})")
+
+
 def find_layout(root: Path, layout: str = "auto") -> tuple[str, Path]:
-    """(layout, file or folder to read): ``auto`` prefers a parquet when one is present."""
+    """(layout, file or folder to read).
+
+    ``auto`` takes the first parquet whose columns match one of NOVA's parquet schemas, else the
+    CSV layout when ``captions.csv`` is there; a parquet that matches neither schema is named in
+    the error when nothing else is readable.
+    """
     if root.is_file() and root.suffix == ".parquet":
+        if layout == "csv":
+            raise FormatError(root, "a .parquet file given as source with layout: csv")
+        kind, why = parquet_schema(root)
+        if kind is None:
+            raise FormatError(root, why)
         return "parquet", root
     if not root.is_dir():
         raise FormatError(root, "not a folder or a .parquet file")
     parquets = sorted(root.glob("*.parquet")) + sorted((root / "data").glob("*.parquet"))
-    if layout == "parquet" or (layout == "auto" and parquets):
-        if not parquets:
-            raise FormatError(root, "no .parquet file found (layout: parquet)")
-        return "parquet", parquets[0]
+    reasons = []
+    if layout in ("parquet", "auto"):
+        for candidate in parquets:
+            kind, why = parquet_schema(candidate)
+            if kind is not None:
+                return "parquet", candidate
+            reasons.append(why)
+        if layout == "parquet":
+            raise FormatError(root, "; ".join(reasons) if reasons else "no .parquet file found (layout: parquet)")
     if not (root / "captions.csv").is_file():
-        raise FormatError(root / "captions.csv", "file not found (neither the CSV layout nor a parquet is here)")
+        found = f" ({'; '.join(reasons)})" if reasons else ""
+        raise FormatError(root / "captions.csv", f"file not found (neither the CSV layout nor a readable NOVA parquet is here){found}")
     return "csv", root
+
+
+def _case_entry(cases: dict[str, dict[str, Any]], case_id: str, history: str, diagnosis: str, where: str) -> None:
+    """Record a case's metadata; a second row for the same case with a different diagnosis or history is a conflict.
+
+    The conflict is kept on the case (``problem``) so every slice of it is refused, or
+    quarantined under ``on_bad_input: skip``, naming both rows (issue 19 item 6).
+    """
+    known = cases.get(case_id)
+    if known is None:
+        cases[case_id] = {"clinical_history": history, "final_diagnosis": diagnosis, "where": where, "problem": None}
+        return
+    if known["problem"]:
+        return
+    for field_name, value in (("final_diagnosis", diagnosis), ("clinical_history", history)):
+        if value and known[field_name] and value != known[field_name]:
+            known["problem"] = (f"{where}: case {case_id!r} has conflicting {field_name} rows: {value!r} here, "
+                                f"{known[field_name]!r} at {known['where']}")
+            return
+        if value and not known[field_name]:
+            known[field_name] = value
+
+
+def _image_file(base: Path, relative: str, what: str, record: SliceRecord) -> Path | None:
+    """``relative`` resolved inside ``base``; an escaping path becomes the record's problem (checked inside the guard)."""
+    try:
+        return resolve_inside(base, relative, what)
+    except UnsafePathError as error:
+        record.problem = f"{record.where}: slice {record.filename}: {error}"
+        return None
 
 
 def read_csv_layout(root: Path) -> RawBenchmark:
@@ -163,9 +289,8 @@ def read_csv_layout(root: Path) -> RawBenchmark:
     image_dir = root / "images" if (root / "images").is_dir() else root
     cases: dict[str, dict[str, Any]] = {}
     for line, row in enumerate(metadata.itertuples(index=False), start=2):
-        cases[_text(row.case_id)] = {"clinical_history": _text(row.clinical_history),
-                                     "final_diagnosis": _text(row.final_diagnosis),
-                                     "where": f"case_metadata.csv line {line}"}
+        _case_entry(cases, _text(row.case_id), _text(row.clinical_history), _text(row.final_diagnosis),
+                    f"case_metadata.csv line {line}")
     boxes_by_file: dict[str, list[tuple[str, list[float]]]] = {}
     for line, row in enumerate(gold.itertuples(index=False), start=2):
         values = [pd.to_numeric(v, errors="coerce") for v in (row.x, row.y, row.width, row.height)]
@@ -173,9 +298,14 @@ def read_csv_layout(root: Path) -> RawBenchmark:
     slices = []
     for line, row in enumerate(captions.itertuples(index=False), start=2):
         filename = _text(row.filename)
-        slices.append(SliceRecord(filename, _text(row.case_id), row.scan_id, _text(row.caption),
-                                  boxes_by_file.pop(filename, []), [], image_file=resolve_inside(image_dir, filename, "image filename"),
-                                  where=f"captions.csv line {line}"))
+        record = SliceRecord(filename, _text(row.case_id), None, _text(row.caption), boxes_by_file.pop(filename, []), [],
+                             where=f"captions.csv line {line}")
+        record.image_file = _image_file(image_dir, filename, "image filename", record)
+        try:
+            record.scan_id = scan_id_of(row.scan_id, filename)
+        except BadInputError as error:
+            record.problem = record.problem or f"{record.where}: {error}"
+        slices.append(record)
     orphans = [(where, filename) for filename, boxes in boxes_by_file.items() for where, _ in boxes]
     return RawBenchmark("csv", root, slices, cases, orphans)
 
@@ -201,8 +331,89 @@ def _struct_boxes(struct: Any, where: str, with_rater: bool = False) -> list:
     return out
 
 
-def read_parquet_layout(path: Path) -> RawBenchmark:
-    """Read NOVA's parquet: image bytes, ``bbox_gold`` and ``bbox_raters`` as parallel lists."""
+def rater_number(source: str, sources: list[str]) -> int:
+    """A rater's number: the digits in its ``source`` name (``rater2`` -> 2), else its place among the sorted rater names."""
+    digits = "".join(ch for ch in source if ch.isdigit())
+    return int(digits) if digits else sources.index(source) + 1
+
+
+def _box_list(entries: Any, where: str, sources: list[str]) -> tuple[list, list]:
+    """(gold, raters) from the current release's ``bboxes`` list of ``{x, y, width, height, source}``."""
+    if entries is None or (isinstance(entries, float) and np.isnan(entries)):
+        return [], []
+    if isinstance(entries, dict) or isinstance(entries, (str, bytes)) or not hasattr(entries, "__len__"):
+        raise BadInputError(f"{where}: expected a list of {{x, y, width, height, source}}, got {type(entries).__name__}")
+    gold, raters = [], []
+    for index, entry in enumerate(entries):
+        here = f"{where}[{index}]"
+        if not isinstance(entry, dict):
+            raise BadInputError(f"{here}: expected a struct {{x, y, width, height, source}}, got {type(entry).__name__}")
+        missing = [k for k in ("x", "y", "width", "height", "source") if k not in entry]
+        if missing:
+            raise BadInputError(f"{here}: missing field(s) {', '.join(missing)}")
+        box = [float(entry[k]) if entry[k] is not None else float("nan") for k in ("x", "y", "width", "height")]
+        source = _text(entry["source"])
+        if not source:
+            raise BadInputError(f"{here}: box without a source (gold or a rater)")
+        if source.lower() in GOLD_SOURCES:
+            gold.append((here, box))
+        else:
+            raters.append((here, rater_number(source, sources), box))
+    return gold, raters
+
+
+def _dataset_folder(path: Path) -> Path:
+    """The folder ``image_path`` is relative to: the parquet's, or the one above ``data/`` (``data/nova-v1.parquet``)."""
+    return path.parent.parent if path.parent.name == "data" else path.parent
+
+
+def read_parquet_v1(path: Path, root: Path | None = None) -> RawBenchmark:
+    """Read the current release's parquet: one row per slice, the PNGs beside it (``image_path``)."""
+    table = read_table(path, PARQUET_V1_COLUMNS)
+    base = root if root is not None and root.is_dir() else _dataset_folder(path)
+    records = table.to_dict("records")
+    sources = sorted({_text(entry.get("source")) for row in records for entry in (row.get("bboxes") if row.get("bboxes") is not None else [])
+                      if isinstance(entry, dict) and _text(entry.get("source")) and _text(entry.get("source")).lower() not in GOLD_SOURCES})
+    slices, cases = [], {}
+    for index, row in enumerate(records):
+        where = f"{path.name} row {index}"
+        filename = _text(row.get("filename")) or Path(_text(row.get("image_path"))).name
+        case_id = _text(row.get("case_id")) or filename.split("_")[0]
+        record = SliceRecord(filename, case_id, None, _text(row.get("caption_text")), [], [], where=where)
+        image_path = _text(row.get("image_path")) or filename
+        record.image_file = _image_file(base, image_path, "image_path", record)
+        try:
+            record.scan_id = scan_id_of(row.get("scan_id"), filename)
+            record.gold, record.raters = _box_list(row.get("bboxes"), f"{where} bboxes", sources)
+            record.declared_size = (_size(row.get("width"), f"{where} width"), _size(row.get("height"), f"{where} height"))
+        except BadInputError as error:
+            record.problem = record.problem or (str(error) if str(error).startswith(where) else f"{where}: {error}")
+        slices.append(record)
+        meta = row.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            record.problem = record.problem or f"{where} meta: expected a struct {{clinical_history, final_diagnosis}}"
+            meta = None
+        meta = meta or {}
+        _case_entry(cases, case_id, _text(meta.get("clinical_history")), _text(meta.get("final_diagnosis")), where)
+    return RawBenchmark("parquet", base, slices, cases)
+
+
+def _size(value: Any, where: str) -> int | None:
+    """A declared width/height (None when empty); anything else than a positive whole number is named."""
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise BadInputError(f"{where}: not a number ({text!r})") from None
+    if not number.is_integer() or number <= 0:
+        raise BadInputError(f"{where}: expected a positive whole number of pixels, got {text}")
+    return int(number)
+
+
+def read_parquet_embedded(path: Path) -> RawBenchmark:
+    """Read the older parquet: image bytes, ``bbox_gold`` and ``bbox_raters`` as parallel lists."""
     table = read_table(path, PARQUET_COLUMNS)
     slices, cases = [], {}
     for index, row in enumerate(table.to_dict("records")):
@@ -210,27 +421,38 @@ def read_parquet_layout(path: Path) -> RawBenchmark:
         image = row.get("image")
         image_bytes = image.get("bytes") if isinstance(image, dict) else image if isinstance(image, (bytes, bytearray)) else None
         image_path = image.get("path") if isinstance(image, dict) else None
-        filename = _text(row.get("filename")) or _text(image_path) or f"row{index:05d}.png"
+        filename = _text(row.get("filename")) or Path(_text(image_path)).name
         case_id = _text(row.get("case_id")) or filename.split("_")[0]
-        record = SliceRecord(filename, case_id, row.get("scan_id", index), _text(row.get("caption")), [], [],
+        record = SliceRecord(filename, case_id, None, _text(row.get("caption")), [], [],
                              image_bytes=bytes(image_bytes) if image_bytes is not None else None, where=where)
         try:
+            if not filename:
+                raise BadInputError(f"{where}: no filename and no image path")
+            resolve_inside(path.parent, filename, "filename")  # the PNG ingest writes must stay in its folder
+            record.scan_id = scan_id_of(row.get("scan_id"), filename)
             record.gold = _struct_boxes(row.get("bbox_gold"), f"{where} bbox_gold")
             record.raters = _struct_boxes(row.get("bbox_raters"), f"{where} bbox_raters", with_rater=True)
-        except BadInputError as error:
-            record.problem = str(error)
+        except (BadInputError, UnsafePathError) as error:
+            record.problem = str(error) if str(error).startswith(where) else f"{where}: {error}"
         slices.append(record)
-        history, diagnosis = _text(row.get("clinical_history")), _text(row.get("final_diagnosis"))
-        known = cases.get(case_id)
-        if known is None or (not known["clinical_history"] and history):
-            cases[case_id] = {"clinical_history": history, "final_diagnosis": diagnosis, "where": where}
+        _case_entry(cases, case_id, _text(row.get("clinical_history")), _text(row.get("final_diagnosis")), where)
     return RawBenchmark("parquet", path.parent, slices, cases)
 
 
+def read_parquet_layout(path: Path, root: Path | None = None) -> RawBenchmark:
+    """Read a NOVA parquet of either release, chosen by its columns."""
+    kind, why = parquet_schema(path)
+    if kind is None:
+        raise FormatError(path, why)
+    return read_parquet_v1(path, root) if kind == "v1" else read_parquet_embedded(path)
+
+
 def read_benchmark(root: Path, layout: str = "auto") -> RawBenchmark:
-    """Read either layout from ``root`` (a folder, or the parquet file itself)."""
+    """Read any layout from ``root`` (a folder, or the parquet file itself)."""
     found, target = find_layout(root, layout)
-    return read_parquet_layout(target) if found == "parquet" else read_csv_layout(target)
+    if found == "parquet":
+        return read_parquet_layout(target, root if root.is_dir() else None)
+    return read_csv_layout(target)
 
 
 def decode_slice(record: SliceRecord) -> np.ndarray:
@@ -244,9 +466,11 @@ def decode_slice(record: SliceRecord) -> np.ndarray:
         source = f"{record.where} image ({record.filename})"
         try:
             with Image.open(io.BytesIO(record.image_bytes)) as image:
+                bytes_per_band = 2 if image.mode.startswith("I;16") else 4 if image.mode in ("I", "F") else 1
+                check_declared_size(source, (image.height, image.width, len(image.getbands())), bytes_per_band, "image")
                 image.load()
                 pixels = np.asarray(image)
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise FormatError(source, f"not a readable PNG ({error})") from error
     else:
         raise FormatError(record.where or record.filename, "no image data")

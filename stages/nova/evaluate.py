@@ -1,11 +1,13 @@
 """nova-evaluate: score every model on the three tasks, with bootstrap intervals and a
 common-versus-rare breakdown.
 
-Localisation: mAP at IoU 0.3, 0.5 and 0.5:0.95, ACC50, TP30, FP30, FNR50
-(:mod:`stages.nova.metrics`). Captioning: BLEU-4, METEOR, ROUGE-L, clinical- and modality-term
+Localisation: ACC50, TP30, FP30, FNR50, the per-image hit30/hit50 and mean best IoU, and COCO
+mAP at IoU 0.3, 0.5 and 0.5:0.95 (score-less models: one operating point; :mod:`stages.nova.metrics`). Captioning: BLEU-4, METEOR, ROUGE-L, clinical- and modality-term
 F1, normal/abnormal F1 (:mod:`stages.nova.text_metrics`). Diagnosis: Top-1 and Top-5 with the
 configured judge. Intervals: percentile bootstrap over cases (a case's slices stay together).
-"Rare" pathologies are those with at most ``nova.ingest.rare_max_cases`` cases in the benchmark.
+Groups (``nova.ingest.frequency_by``, recorded by ingest): common/rare, "rare" pathologies being those
+with at most ``nova.ingest.rare_max_cases`` cases in the benchmark, or pathology categories. A group
+without cases is listed as empty (``empty_groups``), never scored as NaN.
 """
 from __future__ import annotations
 
@@ -22,8 +24,8 @@ from stages.common.claims import Claim, write_claims
 from stages.common.io import write_table, write_tables
 from stages.common.params import StrictModel
 from stages.common.stage import Metrics, StageContext, run_stage
-from stages.nova.dataset import load_manifest, load_predictions
-from stages.nova.judges import LLMJudge, LLMKeywordExtractor, SynonymJudge, top_k_hits
+from stages.nova.dataset import ingest_info, load_manifest, load_predictions
+from stages.nova.judges import LLMJudge, LLMKeywordExtractor, LLMRankedJudge, SynonymJudge, top_k_hits
 from stages.nova.metrics import (
     MatchTable,
     bootstrap_intervals,
@@ -36,24 +38,25 @@ from stages.nova.openai_client import ChatClient, EndpointConfig
 from stages.nova.text_metrics import CaptionScores, LexiconKeywordExtractor, score_captions
 
 ANSWER_CACHE = "answers/evaluate"  # under data/nova: the LLM judges' answers (persistent output, like predict's)
-LOCALISATION = ("map30", "map50", "map50_95", "acc50", "tp30", "fp30", "fnr50")
+# The count metrics lead: they do not depend on scores, which VLMs do not give (issue 17 item 8);
+# hit30/hit50/mean_best_iou are the re-implementation's per-image definition (item 9).
+LOCALISATION = ("acc50", "tp30", "fp30", "fnr50", "hit30", "hit50", "mean_best_iou", "map30", "map50", "map50_95")
 CAPTIONING = ("bleu4", "meteor", "rouge_l", "clinical_f1", "modality_f1", "normal_abnormal_f1")
 DIAGNOSIS = ("top1", "top5")
 TASK_OF = {**{m: "localisation" for m in LOCALISATION}, **{m: "captioning" for m in CAPTIONING},
            **{m: "diagnosis" for m in DIAGNOSIS}}
-GROUPS = ("all", "common", "rare")
 
 
 class EvaluateParams(StrictModel):
     bootstrap_resamples: int = Field(ge=1)
     confidence: float = Field(gt=0, lt=1)
     caption_judge: Literal["lexicon", "openai_compatible"]
-    diagnosis_judge: Literal["synonym", "openai_compatible"]
+    diagnosis_judge: Literal["synonym", "openai_compatible", "openai_compatible_ranked"]
     judge_endpoint: EndpointConfig
 
     @property
     def llm_judged(self) -> bool:
-        return "openai_compatible" in (self.caption_judge, self.diagnosis_judge)
+        return self.caption_judge == "openai_compatible" or self.diagnosis_judge != "synonym"
 
     @model_validator(mode="after")
     def endpoint_when_judging(self) -> EvaluateParams:
@@ -72,7 +75,8 @@ def build_judges(ctx: StageContext[EvaluateParams]):
     cache.mkdir(parents=True, exist_ok=True)  # a declared output, also while no LLM judges
     client = ChatClient(p.judge_endpoint, cache) if p.llm_judged else None
     extractor = LLMKeywordExtractor(client) if p.caption_judge == "openai_compatible" else LexiconKeywordExtractor()
-    judge = LLMJudge(client) if p.diagnosis_judge == "openai_compatible" else SynonymJudge()
+    judges = {"openai_compatible": LLMJudge, "openai_compatible_ranked": LLMRankedJudge}
+    judge = judges[p.diagnosis_judge](client) if p.diagnosis_judge in judges else SynonymJudge()
     return extractor, judge
 
 
@@ -110,23 +114,28 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     gold = manifest.boxes_of("gold")
     case_ids, members = grouped_indices(images.case_id.tolist())
     cases = images.drop_duplicates("case_id").set_index("case_id").loc[case_ids].reset_index()
-    group_cases = {"all": np.arange(len(cases)),
-                   **{g: np.nonzero(cases.frequency.to_numpy() == g)[0] for g in ("common", "rare")}}
+    info = ingest_info(ctx.dep("interim/ingest"))
+    labels = list(info.get("groups", ["common", "rare"]))
+    group_cases = {"all": np.arange(len(cases)), **{g: np.nonzero(cases.frequency.to_numpy() == g)[0] for g in labels}}
+    empty_groups = [g for g in labels if len(group_cases[g]) == 0]
+    scored_groups = [g for g in group_cases if g not in empty_groups]
     extractor, judge = build_judges(ctx)
     predictions_dir = ctx.dep("predictions")
     model_names = list(json.loads((predictions_dir / "summary.json").read_text()))
 
-    summary_rows, image_rows, case_rows, curves, results = [], [], [], {}, {}
+    summary_rows, image_rows, case_rows, curves, results, scoreless = [], [], [], {}, {}, {}
     for model_index, name in enumerate(model_names):
         boxes, captions, diagnoses, problems = load_predictions(predictions_dir / f"{name}.json")
         table = match_table(gold, {k: v for k, v in boxes.items() if k in gold})
+        scoreless[name] = table.scoreless
         hypotheses = [captions.get(i, "") for i in images.image_id]
-        caption_scores = score_captions(hypotheses, list(images.caption), list(images.n_gold > 0), extractor)
+        caption_scores = score_captions(hypotheses, list(images.caption), None, extractor)  # gold label from the gold caption
         ranked = [diagnoses.get(c, []) for c in cases.case_id]
         top1, top5 = top_k_hits(judge, ranked, list(cases.final_diagnosis))
         scores = ModelScores(table, caption_scores, top1, top5, members)
         results[name] = {}
-        for group, chosen in group_cases.items():
+        for group in scored_groups:
+            chosen = group_cases[group]
             values = scores.metrics(chosen)
             intervals = bootstrap_intervals(partial(resampled_metrics, scores, chosen), len(chosen),
                                             p.bootstrap_resamples, p.confidence, ctx.common.seed + model_index)
@@ -143,6 +152,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
                 "model": name, "image_id": image.image_id, "case_id": image.case_id, "frequency": image.frequency,
                 "n_gold": int(table.n_gt[position]),
                 "n_pred": int(table.dt_count[position]), "tp30": int(table.tp30[position]), "tp50": int(table.tp50[position]),
+                "best_iou": float(table.best_iou[position]),
                 "meteor": caption_scores.meteor[index], "rouge_l": caption_scores.rouge_l[index],
                 "clinical_f1": caption_scores.clinical_f1[index], "modality_f1": caption_scores.modality_f1[index],
                 "gold_abnormal": bool(caption_scores.gold_abnormal[index]),
@@ -177,14 +187,17 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
         })
     write_table(ctx.out("plots/pr_iou30.csv"), pd.DataFrame({"recall": np.linspace(0, 1, 101), **curves}))
     frequency_rows = [{"group": g, **{f"{m}.{metric}": results[m][g][metric] for m in model_names
-                                      for metric in ("map30", "top1", "clinical_f1")}} for g in GROUPS]
+                                      for metric in ("map30", "top1", "clinical_f1")}} for g in scored_groups]
     write_table(ctx.out("plots/by_frequency.csv"), pd.DataFrame(frequency_rows))
     metrics = {name: {metric: results[name]["all"][metric] for metric in (*LOCALISATION, *CAPTIONING, *DIAGNOSIS)}
                for name in model_names}
     metrics["by_frequency"] = {name: {g: {m: results[name][g][m] for m in ("map30", "top1", "top5", "clinical_f1")}
-                                      for g in ("common", "rare")} for name in model_names}
+                                      for g in scored_groups if g != "all"} for name in model_names}
     metrics["cases"] = {g: int(len(c)) for g, c in group_cases.items()}
+    metrics["frequency_by"] = info.get("frequency_by", "cases")
+    metrics["empty_groups"] = empty_groups
     metrics["judges"] = {"caption_keywords": extractor.name, "diagnosis": judge.name}
+    metrics["scoreless"] = {name: scoreless[name] for name in model_names}
     if {"normative", "random_boxes"} <= set(model_names):
         metrics["normative_beats_random_map30"] = bool(results["normative"]["all"]["map30"] > results["random_boxes"]["all"]["map30"])
     write_json(ctx.out("metrics/evaluate.json"), metrics)
@@ -196,7 +209,8 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
               f"Top-1 {r['top1']:.3f}  Top-5 {r['top5']:.3f}")
     # Every model's metrics on all cases ("<model>.<metric>") and per frequency ("<model>.rare.<metric>").
     return {f"{name}{'' if group == 'all' else '.' + group}.{metric}": value
-            for name in model_names for group in GROUPS for metric, value in results[name][group].items() if np.isfinite(value)}
+            for name in model_names for group in scored_groups for metric, value in results[name][group].items()
+            if np.isfinite(value)}
 
 
 def paper_claims(metrics: dict) -> list[Claim]:
@@ -211,6 +225,8 @@ def paper_claims(metrics: dict) -> list[Claim]:
             comparison="normative mAP@30 > random boxes mAP@30",
             holds=metrics["normative_beats_random_map30"],
         ))
+    if metrics.get("frequency_by", "cases") != "cases":
+        return claims  # pathology categories: no common/rare split to claim anything about
     frequency = metrics["by_frequency"]
     first = next(iter(frequency))
     reported = all(metrics["cases"].get(g, 0) > 0 for g in ("common", "rare"))
@@ -219,9 +235,8 @@ def paper_claims(metrics: dict) -> list[Claim]:
         claim="Scores on rare pathologies are reported apart from common ones, as the benchmark's long tail demands.",
         source="NOVA: benchmark design, rare versus common pathologies (study note)",
         measured={"common_cases": metrics["cases"].get("common", 0), "rare_cases": metrics["cases"].get("rare", 0),
-                  f"{first}_map30_common": frequency[first]["common"]["map30"],
-                  f"{first}_map30_rare": frequency[first]["rare"]["map30"]},
-        comparison="both groups have cases and scores of their own",
+                  **{f"{first}_map30_{g}": frequency[first][g]["map30"] for g in ("common", "rare") if g in frequency[first]}},
+        comparison="both groups have cases and scores of their own (an empty group is named, not scored)",
         holds=reported,
     ))
     return claims

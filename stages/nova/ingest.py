@@ -29,7 +29,7 @@ from stages.common.paths import portable_path, resolve_inside
 from stages.common.runtime import progress
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.nova.boxes import box_problems
-from stages.nova.catalogue import normalise_diagnosis
+from stages.nova.catalogue import CATEGORIES, normalise_diagnosis, pathology_category
 from stages.nova.dataset import BENCHMARK_FOLDER, HEALTHY_FOLDER, RawBenchmark, decode_slice, read_benchmark
 from stages.nova.judges import SynonymJudge
 
@@ -45,6 +45,7 @@ class IngestParams(StrictModel):
     healthy_slices: int = Field(ge=2)          # train_normative needs one to calibrate and one to fit
     frequency_exponent: float = Field(ge=0)
     rare_max_cases: int = Field(ge=0)          # pathologies with at most this many cases are "rare"
+    frequency_by: Literal["cases", "category"]  # groups: common/rare by case count, or pathology category (ours)
 
 
 def diagnosis_groups(final_diagnoses: pd.Series, judge: SynonymJudge) -> pd.Series:
@@ -58,6 +59,14 @@ def frequency_labels(case_keys: pd.Series, rare_max_cases: int) -> pd.Series:
     return pd.Series(np.where(counts <= rare_max_cases, "rare", "common"), index=case_keys.index)
 
 
+CASE_GROUPS = ("common", "rare")
+
+
+def group_labels(frequency_by: str) -> tuple[str, ...]:
+    """The groups results are broken down by, in report order."""
+    return CASE_GROUPS if frequency_by == "cases" else CATEGORIES
+
+
 def validate_slice(record, benchmark: RawBenchmark) -> tuple[np.ndarray, dict]:
     """Decode and check one slice; raise BadInputError/FormatError naming the file, row or case."""
     if record.problem:
@@ -65,11 +74,17 @@ def validate_slice(record, benchmark: RawBenchmark) -> tuple[np.ndarray, dict]:
     case = benchmark.cases.get(record.case_id)
     if case is None:
         raise BadInputError(f"{record.where}: slice {record.filename}: case {record.case_id!r} has no row in the case metadata")
+    if case.get("problem"):
+        raise BadInputError(f"slice {record.filename}: {case['problem']}")
     for field_name in ("clinical_history", "final_diagnosis"):
         if not case[field_name]:
             raise BadInputError(f"{case['where']}: case {record.case_id!r} has no {field_name}")
     pixels = decode_slice(record)
     height, width = pixels.shape
+    declared = record.declared_size
+    if (declared[0] is not None and declared[0] != width) or (declared[1] is not None and declared[1] != height):
+        raise BadInputError(f"{record.where}: slice {record.filename}: declares {declared[0]}x{declared[1]} px "
+                            f"(width x height), the PNG is {width}x{height}")
     for where, box in record.gold:
         problems = box_problems([box], width, height)
         if problems:
@@ -81,7 +96,7 @@ def validate_slice(record, benchmark: RawBenchmark) -> tuple[np.ndarray, dict]:
     return pixels, case
 
 
-def manifest_expectations() -> list[tuple[str, dict]]:
+def manifest_expectations(groups: tuple[str, ...] = CASE_GROUPS) -> list[tuple[str, dict]]:
     return [
         ("expect_column_values_to_be_unique", {"column": "image_id"}),
         ("expect_column_values_to_not_be_null", {"column": "case_id"}),
@@ -93,7 +108,7 @@ def manifest_expectations() -> list[tuple[str, dict]]:
         ("expect_column_values_to_be_between", {"column": "width", "min_value": 16, "max_value": 8192}),
         ("expect_column_values_to_be_between", {"column": "height", "min_value": 16, "max_value": 8192}),
         ("expect_column_values_to_be_between", {"column": "n_gold", "min_value": 0, "max_value": 100}),
-        ("expect_column_values_to_be_in_set", {"column": "frequency", "value_set": ["common", "rare"]}),
+        ("expect_column_values_to_be_in_set", {"column": "frequency", "value_set": list(groups)}),
     ]
 
 
@@ -156,12 +171,17 @@ def slice_rows(image_id: str, record, case: dict, width: int, height: int) -> tu
     return row, boxes
 
 
-def label_frequencies(manifest: pd.DataFrame, rare_max_cases: int) -> pd.DataFrame:
-    """The manifest with each case's ``pathology`` key and its ``frequency`` (common or rare)."""
+def label_frequencies(manifest: pd.DataFrame, rare_max_cases: int, frequency_by: str = "cases") -> pd.DataFrame:
+    """The manifest with each case's ``pathology`` key, its ``category`` and its group ``frequency``:
+    common or rare by case count (``frequency_by: cases``), or the category (``category``)."""
     cases_table = manifest.drop_duplicates("case_id")[["case_id", "final_diagnosis"]].copy()
     cases_table["pathology"] = diagnosis_groups(cases_table["final_diagnosis"], SynonymJudge()).to_numpy()
-    cases_table["frequency"] = frequency_labels(cases_table["pathology"], rare_max_cases).to_numpy()
-    return manifest.merge(cases_table[["case_id", "pathology", "frequency"]], on="case_id", how="left")
+    cases_table["category"] = cases_table["final_diagnosis"].map(pathology_category).to_numpy()
+    if frequency_by == "cases":
+        cases_table["frequency"] = frequency_labels(cases_table["pathology"], rare_max_cases).to_numpy()
+    else:
+        cases_table["frequency"] = cases_table["category"]
+    return manifest.merge(cases_table[["case_id", "pathology", "category", "frequency"]], on="case_id", how="left")
 
 
 def ingest(ctx: StageContext[IngestParams]) -> Metrics:
@@ -183,25 +203,32 @@ def ingest(ctx: StageContext[IngestParams]) -> Metrics:
             dataset_root = out / "images"
         else:
             dataset_root = benchmark.root / "images" if (benchmark.root / "images").is_dir() else benchmark.root
-        rows, box_rows = [], []
+        rows, box_rows, seen = [], [], {}
         for record in progress(benchmark.slices, "validating slices", len(benchmark.slices)):
             with ctx.quarantine.guard(record.where or record.filename) as outcome:
+                image_id = Path(record.filename).stem
+                if image_id in seen:
+                    raise BadInputError(f"{record.where}: slice {record.filename}: a second row for image {image_id!r} "
+                                        f"(first at {seen[image_id]})")
                 pixels, case = validate_slice(record, benchmark)
+                if benchmark.layout == "parquet":
+                    write_png(resolve_inside(staging / "images", record.filename, "image filename"), pixels)
             if not outcome.ok:
                 continue
-            if benchmark.layout == "parquet":
-                write_png(resolve_inside(staging / "images", record.filename, "image filename"), pixels)
+            seen[image_id] = record.where
             height, width = pixels.shape
-            row, boxes = slice_rows(Path(record.filename).stem, record, case, width, height)
+            row, boxes = slice_rows(image_id, record, case, width, height)
             rows.append(row)
             box_rows += boxes
         if not rows:
-            raise BadInputError(f"{source}: no usable slice (all {len(benchmark.slices)} were quarantined)")
-        manifest = label_frequencies(pd.DataFrame(rows), p.rare_max_cases)
+            ctx.require_survivors(0, "slice")  # names the saved quarantine list (issue 19 item 3)
+            raise BadInputError(f"{source}: no slice to ingest")
+        manifest = label_frequencies(pd.DataFrame(rows), p.rare_max_cases, p.frequency_by)
         healthy = read_healthy(healthy_root, ctx.quarantine)
-        finish_ingest(ctx, staging, manifest, "nova_manifest", manifest_expectations(), {
+        finish_ingest(ctx, staging, manifest, "nova_manifest", manifest_expectations(group_labels(p.frequency_by)), {
             "root": portable_path(dataset_root, ctx.root), "healthy_root": portable_path(healthy_root, ctx.root),
             "source": p.source, "layout": benchmark.layout,
+            "frequency_by": p.frequency_by, "groups": list(group_labels(p.frequency_by)),
         }, tables={"boxes.csv": pd.DataFrame(box_rows, columns=["image_id", "source", "x", "y", "width", "height"]),
                    "healthy.csv": healthy})
     counts = manifest.drop_duplicates("case_id")["frequency"].value_counts().to_dict()

@@ -16,10 +16,12 @@ from stages.nova.catalogue import CATALOGUE, Pathology, normalise_diagnosis, syn
 from stages.nova.openai_client import (
     KEYWORD_PROMPT,
     MATCH_PROMPT,
+    RANKED_MATCH_PROMPT,
     AnswerParseError,
     ChatClient,
     EndpointError,
     parse_keywords,
+    parse_top_hits,
     parse_yes_no,
     text_message,
 )
@@ -86,6 +88,29 @@ class LLMJudge:
             return False
 
 
+class LLMRankedJudge:
+    """The re-implementation's diagnosis protocol: one call per case with the gold diagnosis and the five
+    ranked candidates, answering Top-1 and Top-5 at once, told to ignore specificity and etiology
+    differences. Problems count as misses (``failures``)."""
+
+    name = "LLM ranked judge, one call per case, specificity and etiology ignored (re-implementation's protocol)"
+
+    def __init__(self, client: ChatClient) -> None:
+        self.client = client
+        self.failures = 0
+
+    def hits(self, names: Sequence[str], gold: str) -> tuple[bool, bool]:
+        names = [n for n in names if n.strip()]
+        if not names:
+            return False, False
+        candidates = "\n".join(f"{i + 1}. {n}" for i, n in enumerate(names[:5]))
+        try:
+            return parse_top_hits(self.client.complete(text_message(RANKED_MATCH_PROMPT.format(gold=gold, candidates=candidates))))
+        except (AnswerParseError, EndpointError):
+            self.failures += 1
+            return False, False
+
+
 class LLMKeywordExtractor:
     """Keyword extraction by an OpenAI-compatible endpoint (the paper's method); modality terms
     are the extracted keywords' tokens in the paper's modality set, clinical terms the rest.
@@ -118,6 +143,11 @@ def top_k_hits(judge, predictions: Sequence[Sequence[str]], golds: Sequence[str]
     """(top-1 hit, top-k hit) per case: whether the first / any of the first ``k`` names matches the gold."""
     top1, topk = [], []
     for names, gold in zip(predictions, golds, strict=True):
+        if hasattr(judge, "hits"):  # one call judges the whole ranked list
+            first, any_hit = judge.hits(list(names)[:k], gold)
+            top1.append(first)
+            topk.append(any_hit)
+            continue
         hits = [judge.match(name, gold) for name in list(names)[:k]]
         top1.append(bool(hits[0]) if hits else False)
         topk.append(any(hits))

@@ -15,17 +15,17 @@ from typing import Protocol
 import numpy as np
 
 from stages.nova.baselines import Finding, RetrievalDiagnoser, SliceFindings, describe_region, structured_caption
-from stages.nova.boxes import model_to_pixel_xywh
+from stages.nova.boxes import answer_to_pixel_xywh
 from stages.nova.catalogue import CATALOGUE, LOCATIONS, PLANES, SEQUENCES, SIGNALS
 from stages.nova.normative import NormativeModel, boxes_from_anomaly_map, prepare
 from stages.nova.openai_client import (
     CAPTION_PROMPT,
     DIAGNOSIS_PROMPT,
-    LOCALISATION_PROMPT,
     AnswerParseError,
     ChatClient,
     EndpointError,
     image_message,
+    localisation_prompt,
     parse_boxes,
     parse_caption,
     parse_diagnoses,
@@ -154,17 +154,24 @@ class OpenAICompatibleModel:
 
     name = "openai_compatible"
 
-    def __init__(self, client: ChatClient, diagnosis_findings: str) -> None:
-        self.client, self.diagnosis_findings = client, diagnosis_findings
+    def __init__(self, client: ChatClient, diagnosis_findings: str, box_format: str = "yxyx_1000",
+                 name: str = "openai_compatible") -> None:
+        self.client, self.diagnosis_findings, self.box_format = client, diagnosis_findings, box_format
+        self.name = name
 
     def _ask(self, messages, parse, what: str, problems: list[str]):
         try:
-            answer = self.client.complete(messages)
+            answer = self.client.complete_answer(messages)
         except EndpointError as error:
             problems.append(f"{what}: endpoint error: {error}")
             return None
+        if answer.truncated:
+            problems.append(f"{what}: truncated at the token limit (finish_reason length)")
+        if answer.refusal is not None and not answer.text.strip():
+            problems.append(f"{what}: refused: {answer.refusal}")
+            return None
         try:
-            return parse(answer)
+            return parse(answer.text)
         except AnswerParseError as error:
             problems.append(f"{what}: unparseable answer: {error}")
             return None
@@ -174,12 +181,13 @@ class OpenAICompatibleModel:
         for item in case.slices:
             png = item.png_path.read_bytes()
             problems: list[str] = []
-            parsed = self._ask(image_message(LOCALISATION_PROMPT, png), parse_boxes, f"{item.image_id} boxes", problems)
+            parsed = self._ask(image_message(localisation_prompt(self.box_format), png), parse_boxes, f"{item.image_id} boxes",
+                               problems)
             height, width = item.pixels.shape
             if parsed is None:
                 boxes, scores = np.zeros((0, 4)), None
             else:
-                boxes = model_to_pixel_xywh(parsed[0], width, height)
+                boxes = answer_to_pixel_xywh(parsed[0], width, height, self.box_format)
                 scores = None if parsed[1] is None else np.asarray(parsed[1], dtype=float)
             caption = self._ask(image_message(CAPTION_PROMPT, png), parse_caption, f"{item.image_id} caption", problems) or ""
             slices.append(SlicePrediction(item.image_id, boxes, scores, caption, problems))

@@ -2,9 +2,15 @@
 
 The same ``POST {base_url}/chat/completions`` serves hosted GPT-4o and open models behind vLLM
 (``vllm serve Qwen/Qwen2.5-VL-72B-Instruct``) or similar servers. Each request has a timeout;
-timeouts, connection errors, HTTP 429 and 5xx are retried with exponential back-off; other
-HTTP errors are not. Every answer is cached on disk under a hash of the request (model,
-messages, temperature, max_tokens), so rerunning a stage sends no request it already sent.
+timeouts, connection errors, HTTP 429 and 5xx, and a 200 reply that is not a chat completion (a
+proxy's HTML page) are retried with exponential back-off, waiting at least what a
+``Retry-After`` header asks (capped at :data:`MAX_RETRY_AFTER_S`, ours); other HTTP errors are
+not retried. The token limit is sent as ``max_tokens`` or, for endpoints that need it (OpenAI's
+newer models), ``max_completion_tokens`` (``token_limit_key``). A refusal (``content: null`` with
+``refusal``) is an empty answer with the refusal recorded; ``finish_reason: "length"`` marks the
+answer truncated. Every answer is cached on disk under a hash of the endpoint (``base_url``),
+model, messages and generation settings, so rerunning a stage sends no request it already sent
+and another server with the same model name is asked afresh.
 
 Prompts follow the paper's protocol (zero-shot, one task per request, boxes as
 ``[ymin, xmin, ymax, xmax]`` on 0-1000); their exact wording was not published with the data
@@ -22,7 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -34,7 +40,21 @@ LOCALISATION_PROMPT = (
     "Localise every abnormality in this brain MRI slice. Answer with JSON only: a list of objects "
     '{"box_2d": [ymin, xmin, ymax, xmax], "label": "<finding>", "confidence": <0-1>} with coordinates '
     "normalised to 0-1000 of the image height and width. Answer [] if the slice looks normal."
-)
+)  # localisation_prompt("yxyx_1000"); other box formats: localisation_prompt(box_format)
+BOX_PHRASES = {  # how the localisation prompt asks for boxes in each box_format
+    "yxyx_1000": ('{"box_2d": [ymin, xmin, ymax, xmax]', "with coordinates normalised to 0-1000 of the image height and width"),
+    "xyxy_1000": ('{"box_2d": [xmin, ymin, xmax, ymax]', "with coordinates normalised to 0-1000 of the image width and height"),
+    "xyxy_px": ('{"bbox_2d": [x1, y1, x2, y2]', "with coordinates in pixels of the image"),
+}
+
+
+def localisation_prompt(box_format: str = "yxyx_1000") -> str:
+    """The localisation prompt asking for boxes in ``box_format`` (``yxyx_1000`` gives :data:`LOCALISATION_PROMPT`)."""
+    box, scale = BOX_PHRASES[box_format]
+    return ("Localise every abnormality in this brain MRI slice. Answer with JSON only: a list of objects "
+            f'{box}, "label": "<finding>", "confidence": <0-1>}} {scale}. Answer [] if the slice looks normal.')
+
+
 CAPTION_PROMPT = (
     "Describe the findings in this brain MRI slice in one or two sentences as a radiologist would: "
     "plane and sequence, then location, size, signal and shape of any abnormality, or say that "
@@ -55,8 +75,32 @@ MATCH_PROMPT = (
 )
 
 
+MAX_RETRY_AFTER_S = 300.0  # ours: the longest Retry-After honoured before a retry
+
+
+RANKED_MATCH_PROMPT = (
+    "Gold diagnosis: {gold}\nCandidate diagnoses, most likely first:\n{candidates}\n"
+    "Does the first candidate name the gold diagnosis, and does any of the candidates? Count synonyms and "
+    "spelling variants as the same, and ignore differences in specificity and etiology (a broader or narrower "
+    'name of the same disease matches). Answer with JSON only: {{"top1": true|false, "top5": true|false}}'
+)
+
+
 class EndpointError(RuntimeError):
     """The endpoint did not give an answer (after the allowed retries)."""
+
+
+class RetryableReply(EndpointError):
+    """A reply that is not a chat completion (HTML from a proxy, JSON without choices): worth retrying."""
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """One answer: its text ("" for a refusal), the refusal if any, and whether it was cut at the token limit."""
+
+    text: str
+    refusal: str | None = None
+    truncated: bool = False
 
 
 class AnswerParseError(ValueError):
@@ -74,7 +118,8 @@ class EndpointConfig(StrictModel):
     model: str = Field(min_length=1)
     api_key_env: str                      # name of the environment variable holding the key ("" for none)
     temperature: float = Field(ge=0, le=2)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1)         # the paper allowed 2048 tokens per answer
+    token_limit_key: Literal["max_tokens", "max_completion_tokens"]  # the request field carrying max_tokens
     timeout_s: float = Field(gt=0)
     max_retries: int = Field(ge=0)
     backoff_s: float = Field(ge=0)
@@ -118,31 +163,46 @@ class ChatClient:
     cache_dir: Path | None = None
     stats: ClientStats = field(default_factory=ClientStats)
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's URL as keyed and recorded (no trailing slash; never the key)."""
+        return self.config.base_url.rstrip("/")
+
+    def settings(self) -> dict[str, Any]:
+        """The generation settings sent with every request (and part of the cache key)."""
+        return {"temperature": self.config.temperature, self.config.token_limit_key: self.config.max_tokens}
+
     def cache_key(self, messages: list[dict[str, Any]]) -> str:
-        payload = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
-                   "max_tokens": self.config.max_tokens}
+        payload = {"endpoint": self.endpoint, "model": self.config.model, "messages": messages, **self.settings()}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def complete(self, messages: list[dict[str, Any]]) -> str:
+        """The answer's text ("" for a refusal)."""
+        return self.complete_answer(messages).text
+
+    def complete_answer(self, messages: list[dict[str, Any]]) -> ChatAnswer:
         key = self.cache_key(messages)
         cached = self._cache_path(key)
         if cached is not None and cached.is_file():
             self.stats.cache_hits += 1
-            return json.loads(cached.read_text())["answer"]
+            stored = json.loads(cached.read_text())
+            return ChatAnswer(stored["answer"], stored.get("refusal"), bool(stored.get("truncated", False)))
         answer = self._request_with_retries(messages)
         if cached is not None:
-            write_json(cached, {"model": self.config.model, "answer": answer})
+            write_json(cached, {"endpoint": self.endpoint, "model": self.config.model, "answer": answer.text,
+                                "refusal": answer.refusal, "truncated": answer.truncated})
         return answer
 
     def _cache_path(self, key: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
 
-    def _request_with_retries(self, messages: list[dict[str, Any]]) -> str:
-        last_problem = ""
+    def _request_with_retries(self, messages: list[dict[str, Any]]) -> ChatAnswer:
+        last_problem, wait_at_least = "", 0.0
         for attempt in range(self.config.max_retries + 1):
             if attempt:
                 self.stats.retries += 1
-                time.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+                time.sleep(max(self.config.backoff_s * 2 ** (attempt - 1), wait_at_least))
+            wait_at_least = 0.0
             try:
                 answer = self._request(messages)
                 self.stats.successes += 1
@@ -151,31 +211,66 @@ class ChatClient:
                 last_problem = f"HTTP {error.code} {error.reason}"
                 if error.code != 429 and error.code < 500:
                     break
+                wait_at_least = retry_after_seconds(error.headers.get("Retry-After") if error.headers else None)
+            except RetryableReply as error:
+                last_problem = str(error)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
                 reason = getattr(error, "reason", error)
                 last_problem = f"{type(error).__name__}: {reason}"
         self.stats.failures += 1
-        raise EndpointError(f"{self.config.base_url}: no answer after {self.config.max_retries + 1} attempt(s) ({last_problem})")
+        raise EndpointError(f"{self.endpoint}: no answer after {self.config.max_retries + 1} attempt(s) ({last_problem})")
 
-    def _request(self, messages: list[dict[str, Any]]) -> str:
-        body = json.dumps({"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
-                           "max_tokens": self.config.max_tokens}).encode()
+    def _request(self, messages: list[dict[str, Any]]) -> ChatAnswer:
+        body = json.dumps({"model": self.config.model, "messages": messages, **self.settings()}).encode()
         headers = {"Content-Type": "application/json"}
         api_key = os.environ.get(self.config.api_key_env, "")
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        request = urllib.request.Request(self.config.base_url.rstrip("/") + "/chat/completions", data=body,
-                                         headers=headers, method="POST")
+        request = urllib.request.Request(self.endpoint + "/chat/completions", data=body, headers=headers, method="POST")
         self.stats.requests += 1
         with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
-            payload = json.loads(response.read().decode("utf-8"))
+            raw = response.read()
+        return parse_completion(raw, self.endpoint)
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks to wait (a number or an HTTP date), capped; 0 without one."""
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
         try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as error:
-            raise EndpointError(f"{self.config.base_url}: response without choices[0].message.content") from error
-        if isinstance(content, list):  # some servers return content parts
-            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
-        return str(content)
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        seconds = when.timestamp() - time.time()
+    return float(min(max(seconds, 0.0), MAX_RETRY_AFTER_S))
+
+
+def parse_completion(raw: bytes, endpoint: str) -> ChatAnswer:
+    """A chat completion's answer; a reply that is not one raises :class:`RetryableReply` quoting its start."""
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        raise RetryableReply(f"{endpoint}: a 200 reply that is not JSON (starts {_quote(text)})") from None
+    try:
+        choice = payload["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        raise RetryableReply(f"{endpoint}: a reply without choices[0].message (starts {_quote(text)})") from None
+    if not isinstance(message, dict):
+        raise RetryableReply(f"{endpoint}: choices[0].message is not an object (starts {_quote(text)})")
+    content, refusal = message.get("content"), message.get("refusal")
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    truncated = choice.get("finish_reason") == "length" if isinstance(choice, dict) else False
+    if content is None:
+        return ChatAnswer("", str(refusal) if refusal else "no content and no refusal", truncated)
+    return ChatAnswer(str(content), str(refusal) if refusal else None, truncated)
 
 
 # --------------------------------------------------------------------------- messages
@@ -219,11 +314,17 @@ def _number_list(value: Any) -> list[float] | None:
     return None
 
 
-def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
-    """Boxes ``[ymin, xmin, ymax, xmax]`` (0-1000) and confidences (None unless every box has one).
+BOX_KEYS = ("bbox_2d", "box_2d", "bbox", "box")
 
-    Accepts a list of 4-number lists, a list of objects with ``box_2d``/``bbox``/``box``, or an
-    object holding such a list under ``boxes``/``detections``. Raises AnswerParseError otherwise.
+
+def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
+    """Boxes as the model wrote them (four numbers each, in its ``box_format``) and confidences
+    (None unless every box has one).
+
+    Accepts a list of 4-number lists, one flat ``[x1, y1, x2, y2]`` list, a list of objects with
+    ``bbox_2d`` (Qwen2.5-VL's native form), ``box_2d``, ``bbox`` or ``box``, one such object, or an
+    object holding such a list under ``boxes``/``detections``/``objects``/``abnormalities``.
+    Raises AnswerParseError otherwise.
     """
     data = extract_json(text)
     if isinstance(data, dict):
@@ -232,7 +333,9 @@ def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
                 data = data[key]
                 break
         else:
-            data = [data] if any(k in data for k in ("box_2d", "bbox", "box")) else data
+            data = [data] if any(k in data for k in BOX_KEYS) else data
+    if _number_list(data) is not None:
+        data = [data]  # one flat [x1, y1, x2, y2]
     if not isinstance(data, list):
         raise AnswerParseError(f"expected a list of boxes, got {type(data).__name__} in {_quote(text)}")
     boxes, scores = [], []
@@ -240,7 +343,7 @@ def parse_boxes(text: str) -> tuple[list[list[float]], list[float] | None]:
         box = _number_list(item)
         score = None
         if box is None and isinstance(item, dict):
-            box = next((_number_list(item[k]) for k in ("box_2d", "bbox", "box") if k in item), None)
+            box = next((_number_list(item[k]) for k in BOX_KEYS if k in item), None)
             raw = item.get("confidence", item.get("score"))
             score = float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
         if box is None:
@@ -290,6 +393,14 @@ def parse_yes_no(text: str) -> bool:
     if words and words[0] in ("yes", "no"):
         return words[0] == "yes"
     raise AnswerParseError(f"not a yes/no answer: {_quote(text)}")
+
+
+def parse_top_hits(text: str) -> tuple[bool, bool]:
+    """(top-1 hit, top-5 hit) from ``{"top1": ..., "top5": ...}``; a top-1 hit is also a top-5 hit."""
+    data = extract_json(text)
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), bool) for k in ("top1", "top5")):
+        raise AnswerParseError(f"expected {{\"top1\": true|false, \"top5\": true|false}} in {_quote(text)}")
+    return data["top1"], data["top1"] or data["top5"]
 
 
 def parse_keywords(text: str) -> list[str]:

@@ -32,11 +32,25 @@ ANSWER_CACHE = "answers/predict"  # under data/nova; empty while the endpoint is
 class EndpointParams(EndpointConfig):
     enabled: bool
     diagnosis_findings: Literal["predicted", "gold"]  # what the diagnosis request is given as findings
+    box_format: Literal["yxyx_1000", "xyxy_1000", "xyxy_px"]  # how this model writes boxes (Qwen2.5-VL: xyxy_px)
 
     @model_validator(mode="after")
     def url_when_enabled(self) -> EndpointParams:
         if self.enabled:
             self.require_url("the endpoint is enabled")
+        return self
+
+
+class NamedEndpointParams(EndpointConfig):
+    """One more endpoint scored side by side (``nova.predict.endpoints``), under its own model name."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # e.g. gpt-4o, qwen2.5-vl-72b
+    diagnosis_findings: Literal["predicted", "gold"]
+    box_format: Literal["yxyx_1000", "xyxy_1000", "xyxy_px"]
+
+    @model_validator(mode="after")
+    def url_given(self) -> NamedEndpointParams:
+        self.require_url(f"endpoint {self.name!r} is listed")
         return self
 
 
@@ -46,14 +60,20 @@ class PredictParams(StrictModel):
     max_boxes: int = Field(ge=1)
     random_max_boxes: int = Field(ge=1)
     openai_compatible: EndpointParams
+    endpoints: list[NamedEndpointParams]    # more endpoints, each scored under its name (may be empty)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [*self.models, *(["openai_compatible"] if self.openai_compatible.enabled else []), *(e.name for e in self.endpoints)]
 
     @model_validator(mode="after")
     def some_distinct_models(self) -> PredictParams:
-        repeated = sorted({m for m in self.models if self.models.count(m) > 1})
+        names = [*self.models, "openai_compatible", *(e.name for e in self.endpoints)]
+        repeated = sorted({m for m in names if names.count(m) > 1})
         if repeated:
-            raise ValueError(f"models: {repeated} listed more than once")
-        if not self.models and not self.openai_compatible.enabled:
-            raise ValueError("models: empty and openai_compatible is not enabled: there is nothing to score")
+            raise ValueError(f"models / endpoints: {repeated} named more than once")
+        if not self.model_names:
+            raise ValueError("models: empty, openai_compatible is not enabled and no endpoints are listed: there is nothing to score")
         return self
 
 
@@ -77,7 +97,10 @@ def build_models(ctx: StageContext[PredictParams]) -> list:
             models.append(RandomBoxesModel(ctx.common.seed, p.random_max_boxes))
     if p.openai_compatible.enabled:
         client = ChatClient(p.openai_compatible, ctx.out(ANSWER_CACHE))
-        models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings))
+        models.append(OpenAICompatibleModel(client, p.openai_compatible.diagnosis_findings, p.openai_compatible.box_format))
+    for endpoint in p.endpoints:  # one cache for all: its keys hold the endpoint and the model
+        client = ChatClient(endpoint, ctx.out(ANSWER_CACHE))
+        models.append(OpenAICompatibleModel(client, endpoint.diagnosis_findings, endpoint.box_format, name=endpoint.name))
     return models
 
 
@@ -97,13 +120,15 @@ def predict(ctx: StageContext[PredictParams]) -> Metrics:
             problems = [p for case in predictions for p in case.problems + [q for s in case.slices for q in s.problems]]
             client = getattr(model, "client", None)
             if client is not None and client.stats.unusable:
-                raise BadInputError(f"nova.predict.openai_compatible: every request to {client.config.base_url} failed; "
+                raise BadInputError(f"nova.predict ({model.name}): every request to {client.config.base_url} failed; "
                                     f"first problem: {problems[0] if problems else 'unknown'}")
             seconds_per_model[model.name] = seconds
             client_stats[model.name] = client.stats.as_dict() if client is not None else {}
             summary[model.name] = {"cases": len(predictions), "slices": sum(len(c.slices) for c in predictions),
                                    "problems": len(problems), "problem_examples": problems[:10]}
-            write_json(staging / f"{model.name}.json", {"model": model.name, "cases": [c.to_json() for c in predictions]})
+            # where the answers came from: the endpoint and its model (never the key); identical from the cache
+            source = {"endpoint": client.endpoint, "endpoint_model": client.config.model} if client is not None else {}
+            write_json(staging / f"{model.name}.json", {"model": model.name, **source, "cases": [c.to_json() for c in predictions]})
         write_json(staging / "summary.json", summary)
     ctx.log_artifact(out / "summary.json")
     print("nova-predict: " + ", ".join(f"{k} {v['slices']} slices in {seconds_per_model[k]:.1f} s, {v['problems']} problems"

@@ -16,17 +16,24 @@ from stages.common.stage import StageContext, run_stage
 from stages.nova.dataset import declared_source, ingest_info, load_manifest, load_predictions, read_manifest_slice
 
 MODEL_COLOURS = {"normative": "#e8453c", "random_boxes": "#8c8cff", "openai_compatible": "#2ca02c"}
-# Real NOVA, as published (arXiv 2505.14064); context only, not comparable with a synthetic run.
+# Real NOVA, as published (arXiv 2505.14064): value in the paper's unit; "ours" converts it to the
+# unit of this report's tables (mAP, F1, Top-k on 0-1; BLEU-4 on 0-100, as sacrebleu and the paper).
 PUBLISHED = [
-    {"model": "Qwen2.5-VL-72B", "task": "localisation", "metric": "mAP@30 (%)", "value": 37.66},
-    {"model": "Qwen2-VL-72B", "task": "localisation", "metric": "mAP@30 (%)", "value": 25.02},
-    {"model": "Gemini 2.0 Flash", "task": "localisation", "metric": "mAP@30 (%)", "value": 20.16},
-    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 19.8},
-    {"model": "GPT-4o", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 15.7},
-    {"model": "Qwen2.5-VL-72B", "task": "captioning", "metric": "clinical-term F1 (%)", "value": 13.6},
-    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "BLEU-4", "value": 1.83},
-    {"model": "Gemini 2.0 Flash", "task": "diagnosis", "metric": "Top-1 (%)", "value": 22.1},
+    {"model": "Qwen2.5-VL-72B", "task": "localisation", "metric": "mAP@30", "published": 37.66, "unit": "%"},
+    {"model": "Qwen2-VL-72B", "task": "localisation", "metric": "mAP@30", "published": 25.02, "unit": "%"},
+    {"model": "Gemini 2.0 Flash", "task": "localisation", "metric": "mAP@30", "published": 20.16, "unit": "%"},
+    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "clinical-term F1", "published": 19.8, "unit": "%"},
+    {"model": "GPT-4o", "task": "captioning", "metric": "clinical-term F1", "published": 15.7, "unit": "%"},
+    {"model": "Qwen2.5-VL-72B", "task": "captioning", "metric": "clinical-term F1", "published": 13.6, "unit": "%"},
+    {"model": "Gemini 2.0 Flash", "task": "captioning", "metric": "BLEU-4", "published": 1.83, "unit": "0-100"},
+    {"model": "Gemini 2.0 Flash", "task": "diagnosis", "metric": "Top-1", "published": 22.1, "unit": "%"},
 ]
+
+
+def published_rows() -> list[dict]:
+    """The published numbers with a column in this report's units (percent -> 0-1; BLEU-4 stays 0-100)."""
+    return [{**row, "in our units": round(row["published"] / 100, 4) if row["unit"] == "%" else row["published"]}
+            for row in PUBLISHED]
 
 
 class ReportParams(StrictModel):
@@ -83,6 +90,27 @@ def interval_table(summary: pd.DataFrame, group: str) -> pd.DataFrame:
     return table
 
 
+def endpoint_of(path) -> str:
+    """Which endpoint and served model answered (never the key), or ``offline``."""
+    payload = json.loads(path.read_text())
+    return f"{payload['endpoint_model']} at {payload['endpoint']}" if payload.get("endpoint") else "offline (this machine)"
+
+
+def group_sentence(metrics: dict) -> str:
+    """How results are grouped, with each group's case count; empty groups named; a lopsided split flagged."""
+    counts = {g: n for g, n in metrics["cases"].items() if g != "all"}
+    listed = ", ".join(f"{g}: {n} cases" + (" (empty)" if n == 0 else "") for g, n in counts.items())
+    if metrics.get("frequency_by", "cases") == "cases":
+        text = (f"Groups by the number of cases per pathology in this benchmark (rare = at most the configured "
+                f"number of cases; ours): {listed}.")
+        total = metrics["cases"]["all"]
+        if total and min(counts.values(), default=0) < 0.1 * total:
+            text += (" One group holds under a tenth of the cases, so the split says little; on the real release, where "
+                     "nearly every pathology has one case, set nova.ingest.frequency_by: category.")
+        return text
+    return f"Groups by pathology category, read from the final diagnosis (ours): {listed}."
+
+
 def report(ctx: StageContext[ReportParams]) -> None:
     ingest = ctx.dep("interim/ingest")
     manifest = load_manifest(ingest, ctx.root)
@@ -103,10 +131,9 @@ def report(ctx: StageContext[ReportParams]) -> None:
     report = HtmlReport("nova: rare-anomaly localisation, captioning and diagnosis"
                         + (" (synthetic smoke run)" if synthetic else ""))
     images = manifest.images
-    report.paragraph(
-        f"{len(images)} slices from {images.case_id.nunique()} cases and {images.pathology.nunique()} pathologies "
-        f"({metrics['cases']['common']} cases of common, {metrics['cases']['rare']} of rare pathologies; rare = at most "
-        f"the configured number of cases in the benchmark). {int((images.n_gold == 0).sum())} slices have no gold box.")
+    report.paragraph(f"{len(images)} slices from {images.case_id.nunique()} cases and {images.pathology.nunique()} "
+                     f"pathologies. {int((images.n_gold == 0).sum())} slices have no gold box.")
+    report.paragraph(group_sentence(metrics), note=True)
     if synthetic:
         report.paragraph("The benchmark is synthetic: slices of the MNI152 template with painted 'pathologies' from the "
                          "study's catalogue. The retrieval diagnoser reads the same catalogue the histories were drawn "
@@ -119,11 +146,24 @@ def report(ctx: StageContext[ReportParams]) -> None:
                          f"({'better' if metrics['normative_beats_random_map30'] else 'not better'}).")
 
     report.heading("Metrics (all cases)")
-    report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, ACC50, FNR50, F1 and Top-k on 0-1, "
-                                                   "BLEU-4, METEOR and ROUGE-L on 0-100, TP30 and FP30 are counts")
-    for group in ("common", "rare"):
+    unscored = [name for name, flag in metrics.get("scoreless", {}).items() if flag]
+    report.paragraph(
+        "Localisation leads with the count metrics (ACC50, TP30, FP30, FNR50), which need no scores. hit30 / hit50: "
+        "share of slices with a gold box whose best IoU reaches 0.3 / 0.5, and mean_best_iou, as the public "
+        "re-implementation by NOVA's authors computes its 'mAP@30'; map30 / map50 / map50_95 are COCO AP "
+        "(pycocotools' definition). The official scorer was not available, so which of the two definitions the "
+        "published mAP@30 uses is unknown."
+        + (f" Score-less models ({', '.join(unscored)}): their AP is one operating point (one constant score; "
+           "independent of the order of their boxes; the lower bound over tie orders)." if unscored else ""), note=True)
+    report.table(interval_table(summary, "all"), "value [95% bootstrap interval]; mAP, hit rates, mean best IoU, ACC50, "
+                                                   "FNR50, F1 and Top-k on 0-1, BLEU-4, METEOR and ROUGE-L on 0-100, "
+                                                   "TP30 and FP30 are counts")
+    for group in [g for g in metrics["cases"] if g != "all"]:
         report.heading(f"Metrics, {group} pathologies", level=3)
-        report.table(interval_table(summary, group), f"{group} pathologies only")
+        if group in metrics.get("empty_groups", []):
+            report.paragraph(f"No case falls in the {group} group: it is empty and has no scores.", note=True)
+            continue
+        report.table(interval_table(summary, group), f"{group} pathologies only ({metrics['cases'][group]} cases)")
     report.heading("Per pathology", level=3)
     report.table(per_pathology.sort_values(["model", "cases"], ascending=[True, False]), "Top-k per pathology; tp30 out of gold_boxes")
     report.heading("Precision-recall")
@@ -151,12 +191,16 @@ def report(ctx: StageContext[ReportParams]) -> None:
         report.table(lines, f"{row.image_id}: gold diagnosis '{row.final_diagnosis}'")
 
     report.heading("Model runs")
-    report.table([{"model": k, "slices": v["slices"], "problems": v["problems"],
-                   "first problems": "; ".join(v["problem_examples"][:3])} for k, v in predict_summary.items()],
+    report.table([{"model": k, "endpoint": endpoint_of(predictions_dir / f"{k}.json"), "slices": v["slices"],
+                   "problems": v["problems"], "first problems": "; ".join(v["problem_examples"][:3])}
+                  for k, v in predict_summary.items()],
                  "problems = answers that did not parse or requests that failed (scored as empty predictions); "
                  "request and cache counts are in the nova-predict MLflow run")
-    report.heading("Published reference points (real NOVA; not comparable with a synthetic run)")
-    report.table(PUBLISHED, "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1)")
+    report.heading("Published reference points (real NOVA" + ("; not comparable with a synthetic run)" if synthetic else ")"))
+    report.table(published_rows(), "as published in arXiv 2505.14064 (zero-shot; Gemini 2.0 Flash at temperature 0.1); "
+                                   "'in our units' is the same number on this report's scale (mAP, F1 and Top-1 on 0-1)")
+    report.paragraph("The official scorer was not available: whether the published mAP@30 is COCO AP (our map30) or the "
+                     "per-image hit rate of the public re-implementation (our hit30) is unknown, so compare both.", note=True)
     ctx.publish_report(report)
 
 

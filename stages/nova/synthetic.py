@@ -446,11 +446,12 @@ def generate_healthy(n_slices: int, image_size: int, seed: int) -> list[tuple[st
 
 
 def write_benchmark(root: Path, cases: list[SyntheticCase]) -> None:
-    """Write the cases exactly as NOVA distributes them (CSV layout and parquet), under ``root``."""
-    from stages.nova.dataset import write_nova_csv_layout, write_nova_parquet
+    """Write the cases exactly as NOVA distributes them, under ``root``: the CSV layout and the current
+    release's ``data/nova-v1.parquet`` (which points at the same PNGs in ``images/``)."""
+    from stages.nova.dataset import write_nova_csv_layout, write_nova_parquet_v1
 
     write_nova_csv_layout(root, cases)
-    write_nova_parquet(root / "nova-v1.parquet", cases)
+    write_nova_parquet_v1(root / "data" / "nova-v1.parquet", cases)
 
 
 def write_healthy(root: Path, slices: list[tuple[str, np.ndarray, str, str]]) -> None:

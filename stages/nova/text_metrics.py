@@ -11,7 +11,9 @@
   paper's set; clinical terms are every other keyword. The paper extracts keywords with an
   LLM; :class:`LexiconKeywordExtractor` is the deterministic offline default (a judge with the
   same ``extract``/``is_normal`` methods can replace it).
-- Normal/abnormal F1 over slices, abnormal as the positive class.
+  An empty caption scores 0 on both (ours; two empty keyword sets would otherwise "agree").
+- Normal/abnormal: macro F1 over the two classes, the gold label read from the gold caption by
+  the same extractor (as the public re-implementation does), not from the presence of a box.
 """
 from __future__ import annotations
 
@@ -75,9 +77,17 @@ SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
     frozenset(s for s in spellings if " " not in s and "-" not in s) | ({term} if " " not in term else set())
     for term, spellings in CLINICAL_LEXICON.items()
 )
-NORMAL_PATTERNS = (r"\bno (focal |definite |acute |significant )?(abnormalit|lesion|pathology)", r"\bunremarkable\b",
-                   r"\bnormal (study|appearance|appearing|brain|slice|scan|examination|findings)\b",
-                   r"\bwithin normal limits\b", r"\blooks normal\b", r"^\s*normal\.?\s*$")
+_QUALIFIER = r"(?:(?:any|a|an|focal|definite|acute|significant|intracranial|parenchymal|structural|other|obvious|visible) )*"
+_FINDING = r"(?:abnormalit|lesion|pathology|mass|disease|finding)"
+NORMAL_PATTERNS = (
+    rf"\bno (?:(?:evidence|sign|signs) of )?{_QUALIFIER}{_FINDING}",
+    rf"\bwithout (?:(?:evidence|sign|signs) of )?{_QUALIFIER}{_FINDING}",
+    r"\bno abnormal (?:signal|finding|enhancement|intensity)",
+    r"\bunremarkable\b",
+    r"\bnormal (?:mri|mr|study|appearance|appearing|brain|slice|scan|image|examination|findings)\b",
+    r"\b(?:appears?|appearing|looks?|is|are|remains?|seems?) (?:entirely |otherwise |grossly |essentially |within )?normal\b",
+    r"\bwithin normal limits\b", r"^\s*normal\.?\s*$",
+)
 ABNORMAL_TERMS = frozenset({"lesion", "mass", "focus", "cyst", "ring enhancing", "hyperintense", "hypointense",
                             "oedema", "haemorrhage", "necrosis", "multifocal", "infiltrative", "mass effect"})
 
@@ -128,10 +138,21 @@ class LexiconKeywordExtractor:
 
 
 def set_f1(predicted: frozenset[str] | set[str], gold: frozenset[str] | set[str]) -> float:
-    """F1 of two keyword sets; two empty sets agree perfectly (1.0)."""
+    """F1 of two keyword sets; two empty sets agree perfectly (1.0). An empty caption is scored 0
+    before this is reached (:func:`score_captions`), so agreeing by silence earns nothing."""
     if not predicted and not gold:
         return 1.0
     return 2.0 * len(set(predicted) & set(gold)) / (len(predicted) + len(gold))
+
+
+def macro_f1(gold_positive: Sequence[bool], predicted_positive: Sequence[bool]) -> float:
+    """Macro F1 over the two classes (normal, abnormal) present in gold or prediction, as scikit-learn's
+    ``f1_score(average="macro")``; nan for no slice."""
+    gold, predicted = np.asarray(gold_positive, bool), np.asarray(predicted_positive, bool)
+    if len(gold) == 0:
+        return float("nan")
+    scores = [binary_f1(gold == c, predicted == c) for c in (False, True) if (gold == c).any() or (predicted == c).any()]
+    return float(np.mean(scores))
 
 
 def binary_f1(gold_positive: Sequence[bool], predicted_positive: Sequence[bool]) -> float:
@@ -267,22 +288,35 @@ class CaptionScores:
             "rouge_l": float(self.rouge_l[chosen].mean() * 100),
             "clinical_f1": float(self.clinical_f1[chosen].mean()),
             "modality_f1": float(self.modality_f1[chosen].mean()),
-            "normal_abnormal_f1": binary_f1(self.gold_abnormal[chosen], self.predicted_abnormal[chosen]),
+            "normal_abnormal_f1": macro_f1(self.gold_abnormal[chosen], self.predicted_abnormal[chosen]),
         }
 
 
-def score_captions(hypotheses: Sequence[str], references: Sequence[str], gold_abnormal: Sequence[bool],
+def score_captions(hypotheses: Sequence[str], references: Sequence[str], gold_abnormal: Sequence[bool] | None = None,
                    extractor=None) -> CaptionScores:
-    """Score each predicted caption against its gold caption (and gold normal/abnormal label)."""
+    """Score each predicted caption against its gold caption.
+
+    The gold normal/abnormal label is read from the gold caption by the same extractor that reads
+    the prediction (``gold_abnormal=None``, as the re-implementation does), or given. An empty
+    prediction scores 0 on clinical- and modality-term F1 (it names no term, so it matches none).
+    """
     extractor = extractor or LexiconKeywordExtractor()
     gold_keywords = [extractor.extract(r) for r in references]
     predicted_keywords = [extractor.extract(h) for h in hypotheses]
+    empty = np.array([not h.strip() for h in hypotheses], dtype=bool)
+    if gold_abnormal is None:
+        gold_abnormal = [not extractor.is_normal(r) for r in references]
+
+    def term_f1(kind: str) -> np.ndarray:
+        values = np.array([set_f1(getattr(p, kind), getattr(g, kind)) for p, g in zip(predicted_keywords, gold_keywords, strict=True)])
+        return np.where(empty, 0.0, values)
+
     return CaptionScores(
         bleu=bleu_statistics(hypotheses, references),
         meteor=np.array([meteor(h, r) for h, r in zip(hypotheses, references, strict=True)]),
         rouge_l=np.array([rouge_l(h, r) for h, r in zip(hypotheses, references, strict=True)]),
-        clinical_f1=np.array([set_f1(p.clinical, g.clinical) for p, g in zip(predicted_keywords, gold_keywords, strict=True)]),
-        modality_f1=np.array([set_f1(p.modality, g.modality) for p, g in zip(predicted_keywords, gold_keywords, strict=True)]),
+        clinical_f1=term_f1("clinical"),
+        modality_f1=term_f1("modality"),
         gold_abnormal=np.asarray(gold_abnormal, dtype=bool),
         predicted_abnormal=np.array([not extractor.is_normal(h) if h.strip() else False for h in hypotheses]),
     )

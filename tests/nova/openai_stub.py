@@ -34,10 +34,14 @@ def sensible_answer(body: dict) -> str:
 
 class StubServer:
     """An OpenAI-compatible /chat/completions stub. ``script`` items are used first, one per request:
-    ("delay", seconds) answers late, ("status", code) fails, ("answer", text) answers that text."""
+    ("delay", seconds) answers late, ("status", code) fails, ("status", (code, headers)) fails with
+    headers (e.g. Retry-After), ("answer", text) answers that text, ("payload", dict) answers that
+    whole chat-completion object (refusals, finish_reason), ("raw", (content type, bytes)) answers
+    200 with that body (a proxy's HTML page)."""
 
     def __init__(self, answer: Callable[[dict], str] = sensible_answer) -> None:
         self.requests: list[dict] = []
+        self.times: list[float] = []   # when each request arrived (monotonic)
         self.script: list[tuple[str, object]] = []
         self.answer = answer
         stub = self
@@ -50,17 +54,28 @@ class StubServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
                 kind, value = stub.script.pop(0) if stub.script else ("answer", None)
+                stub.times.append(time.monotonic())
                 if kind == "status":
-                    self.send_response(int(value))
+                    code, headers = value if isinstance(value, tuple) else (value, {})
+                    self.send_response(int(code))
+                    for name, header in headers.items():
+                        self.send_header(name, header)
                     self.end_headers()
                     return
                 if kind == "delay":
                     time.sleep(float(value))
-                text = value if kind == "answer" and value is not None else stub.answer(body)
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+                content_type = "application/json"
+                if kind == "raw":
+                    content_type, payload = value
+                elif kind == "payload":
+                    payload = json.dumps(value).encode()
+                else:
+                    text = value if kind == "answer" and value is not None else stub.answer(body)
+                    payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text},
+                                                       "finish_reason": "stop"}]}).encode()
                 try:
                     self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)

@@ -29,7 +29,7 @@ def check_nova(data: Path) -> None:
     assert {"gold", "rater1", "rater2"} <= set(pd.read_csv(data / "interim" / "ingest" / "boxes.csv").source)
     info = json.loads((data / "interim" / "ingest" / "dataset.json").read_text())
     assert info["layout"] == "parquet" and info["root"] == "data/nova/interim/ingest/images"
-    for name in ("captions.csv", "case_metadata.csv", "bboxes_gold.csv", "nova-v1.parquet"):
+    for name in ("captions.csv", "case_metadata.csv", "bboxes_gold.csv", "data/nova-v1.parquet"):
         assert (data / "raw" / "benchmark" / name).is_file(), name
     assert json.loads((data / "raw" / "benchmark" / "SOURCE.json").read_text()) == {"source": "synthetic"}
     assert json.loads((data / "raw" / "healthy" / "SOURCE.json").read_text()) == {"healthy_source": "synthetic"}

@@ -48,6 +48,26 @@ def test_llm_judges_ask_the_endpoint_and_are_named(tiny_run, tmp_path):
     assert metrics["normative"]["top1"] == 1.0  # the stub says every name matches
 
 
+def test_the_re_implementations_ranked_judge_one_call_per_case(tiny_run, tmp_path):
+    for folder in ("interim", "predictions"):
+        shutil.copytree(tiny_run.data / folder, tmp_path / "data" / "nova" / folder)
+
+    def ranked(body):
+        text = body["messages"][-1]["content"]
+        assert "ignore differences in specificity and etiology" in text and "\n5. " in text
+        return '{"top1": false, "top5": true}'
+
+    with running_stub(answer=ranked) as stub:
+        overrides = {**TINY, **endpoint_params(stub, "nova.evaluate.judge_endpoint", enable=False),
+                     "nova.evaluate.diagnosis_judge": "openai_compatible_ranked"}
+        run_step(evaluate, tmp_path, overrides)
+        models = json.loads((tiny_run.data / "predictions" / "summary.json").read_text())
+        assert len(stub.requests) == len(models) * TINY["nova.ingest.cases"]  # one call per case and model
+    metrics = json.loads((tmp_path / "data" / "nova" / "metrics" / "evaluate.json").read_text())
+    assert metrics["normative"]["top1"] == 0.0 and metrics["normative"]["top5"] == 1.0
+    assert metrics["judges"]["diagnosis"].startswith("LLM ranked judge")
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"nova.evaluate.diagnosis_judge": "openai_compatible"},
      r"nova.evaluate: Value error, judge_endpoint: base_url is empty, but an openai_compatible judge is configured"),

@@ -9,7 +9,7 @@ import pytest
 from stages.common.badinput import BadInputError
 from stages.common.io import FormatError
 from stages.common.params import ParamsError
-from stages.nova.dataset import read_csv_layout, read_parquet_layout
+from stages.nova.dataset import read_csv_layout, read_parquet_layout, write_nova_parquet_embedded
 from stages.nova.ingest import frequency_labels, ingest, validate_slice
 from stages.nova.synthetic import generate_benchmark, write_benchmark
 from tests.helpers import copy_project, run_module, run_step, set_params, step_context
@@ -90,7 +90,8 @@ def test_case_without_metadata_names_the_case(source):
 
 
 def test_parquet_with_unequal_parallel_lists_is_reported(benchmark_folder, tmp_path):
-    table = pq.read_table(benchmark_folder / "nova-v1.parquet").to_pylist()
+    write_nova_parquet_embedded(tmp_path / "embedded.parquet", generate_benchmark(3, 64, seed=5, max_scans_per_case=2))
+    table = pq.read_table(tmp_path / "embedded.parquet").to_pylist()
     table[0]["bbox_gold"]["x"] = table[0]["bbox_gold"]["x"] + [1.0]
     pd.DataFrame(table).to_parquet(tmp_path / "nova-v1.parquet")
     benchmark = read_parquet_layout(tmp_path / "nova-v1.parquet")
@@ -146,7 +147,7 @@ def test_synthetic_csv_layout_reads_the_slices_from_raw(tmp_path):
     out = tmp_path / "data" / "nova" / "interim" / "ingest"
     info = json.loads((out / "dataset.json").read_text())
     assert info == {"root": "data/nova/raw/benchmark/images", "healthy_root": "data/nova/raw/healthy",
-                    "source": "synthetic", "layout": "csv"}
+                    "source": "synthetic", "layout": "csv", "frequency_by": "cases", "groups": ["common", "rare"]}
     assert not (out / "images").exists()
     assert json.loads((tmp_path / "data/nova/raw/benchmark/SOURCE.json").read_text()) == {"source": "synthetic"}
 

@@ -33,7 +33,7 @@ def random_benchmark(rng, n_images, with_scores=True, quantised=False):
     return gt, pred
 
 
-@pytest.mark.parametrize("with_scores, quantised", [(True, False), (True, True), (False, False)])
+@pytest.mark.parametrize("with_scores, quantised", [(True, False), (True, True)])
 def test_average_precision_equals_pycocotools(with_scores, quantised):
     rng = np.random.default_rng(42 + quantised + 2 * with_scores)
     for _ in range(6):
@@ -61,7 +61,7 @@ def test_count_metrics_by_hand():
         # IoU 0.81 with box 0 (TP at .3 and .5), IoU 1/3 with box 1 (TP at .3 only), one far miss (FP)
         "one": (np.array([[1, 1, 9, 9], [25, 0, 10, 10], [50, 50, 5, 5]]), None),
         # two boxes on one gold box: greedy one-to-one keeps the better, the other is an FP
-        "two": (np.array([[0, 0, 10, 10], [0, 0, 10, 9]]), np.array([0.1, 0.9])),
+        "two": (np.array([[0, 0, 10, 9], [0, 0, 10, 10]]), None),
         "three": (np.array([[0, 0, 3, 3]]), None),
     }
     metrics = localisation_metrics(gt, pred)
@@ -81,12 +81,70 @@ def test_no_gold_at_all_gives_nan_ap_and_unknown_images_are_refused():
         localisation_metrics({"a": np.zeros((0, 4))}, {"a": (np.zeros((2, 4)), np.array([0.5]))})
 
 
-def test_missing_scores_rank_boxes_by_list_position():
+def iou(a, b):
+    """IoU of two [x, y, w, h] boxes, by hand."""
+    w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return w * h / (a[2] * a[3] + b[2] * b[3] - w * h)
+
+
+def test_scoreless_ap_does_not_depend_on_the_order_of_the_boxes():
     gt = {"a": np.array([[0, 0, 10, 10]])}
-    first_right = localisation_metrics(gt, {"a": (np.array([[0, 0, 10, 10], [50, 50, 10, 10]]), None)})
-    first_wrong = localisation_metrics(gt, {"a": (np.array([[50, 50, 10, 10], [0, 0, 10, 10]]), None)})
-    assert first_right["map30"] == pytest.approx(1.0)
-    assert first_wrong["map30"] == pytest.approx(0.5)
+    right = np.array([[0, 0, 10, 10], [50, 50, 10, 10]])
+    first_right = localisation_metrics(gt, {"a": (right, None)})
+    first_wrong = localisation_metrics(gt, {"a": (right[::-1], None)})
+    assert first_right["map30"] == first_wrong["map30"] == pytest.approx(0.5)  # P 1/2 at recall 1: 101/101 * 1/2
+
+
+def separated_benchmark(rng, n_images):
+    """Gold boxes far apart; at most one prediction near each gold box, the others far from all: a box's TP or FP
+    status at each IoU threshold is then fixed whatever the order, so pycocotools' worst tie order is known."""
+    gt, pred = {}, {}
+    for i in range(n_images):
+        k = int(rng.integers(0, 4))
+        gold = np.array([[100.0 * j + rng.uniform(0, 10), rng.uniform(0, 10), rng.uniform(10, 30), rng.uniform(10, 30)]
+                         for j in range(k)]).reshape(-1, 4)
+        boxes = [g + np.r_[rng.normal(0, 4, 2), rng.normal(0, 3, 2)] for g in gold if rng.random() < 0.7]
+        boxes += [np.array([1000.0 + 50 * j, 500.0, 10.0, 10.0]) for j in range(int(rng.integers(0, 3)))]
+        order = rng.permutation(len(boxes))
+        gt[f"img{i:03d}"], pred[f"img{i:03d}"] = gold, (np.array(boxes).reshape(-1, 4)[order], None)
+    return gt, pred
+
+
+def test_scoreless_ap_is_pycocotools_with_false_positives_ranked_first():
+    rng = np.random.default_rng(11)
+    gt, pred = separated_benchmark(rng, 40)
+    ours = localisation_metrics(gt, pred)
+    shuffled = {k: (b[rng.permutation(len(b))], None) for k, (b, _) in pred.items()}
+    assert localisation_metrics(gt, shuffled) == ours
+    for key, threshold in (("map30", 0.3), ("map50", 0.5)):
+        worst, best = {}, {}
+        for image_id, (boxes, _) in pred.items():
+            hit = np.array([max([iou(b, g) for g in gt[image_id]], default=0.0) >= threshold for b in boxes], dtype=float)
+            worst[image_id], best[image_id] = (boxes, 2.0 - hit), (boxes, 1.0 + hit)
+        reference = pycocotools_ap(gt, worst, [threshold])[0]
+        assert ours[key] == pytest.approx(reference, abs=1e-12)
+        assert pycocotools_ap(gt, best, [threshold])[0] >= reference  # the lower bound of any tie order
+
+
+def test_a_model_mixing_scored_and_unscored_slices_is_refused():
+    gt = {"a": np.array([[0, 0, 10, 10]]), "b": np.array([[0, 0, 10, 10]])}
+    with pytest.raises(ValueError, match="mix slices with scores and without"):
+        localisation_metrics(gt, {"a": (np.array([[0, 0, 10, 10]]), None), "b": (np.array([[0, 0, 5, 5]]), np.array([0.3]))})
+
+
+def test_hit_rates_and_mean_best_iou_by_hand():
+    gt = {"a": np.array([[0, 0, 10, 10]]), "b": np.array([[0, 0, 10, 10], [40, 40, 10, 10]]), "c": np.array([[0, 0, 4, 4]]),
+          "empty": np.zeros((0, 4))}
+    pred = {"a": (np.array([[0, 0, 10, 5]]), None),            # IoU 0.5 exactly
+            "b": (np.array([[50, 0, 5, 5], [42, 42, 10, 10]]), None),  # best: the second with gold 2
+            "empty": (np.array([[0, 0, 3, 3]]), None)}        # c: no prediction -> best IoU 0; empty: not counted
+    best = {"a": iou([0, 0, 10, 5], [0, 0, 10, 10]), "b": iou([42, 42, 10, 10], [40, 40, 10, 10]), "c": 0.0}
+    metrics = localisation_metrics(gt, pred)
+    values = np.array(list(best.values()))
+    assert metrics["mean_best_iou"] == pytest.approx(values.mean())
+    assert metrics["hit30"] == pytest.approx((values >= 0.3).mean()) and metrics["hit50"] == pytest.approx((values >= 0.5).mean())
+    assert (metrics["hit30"], metrics["hit50"]) == pytest.approx((2 / 3, 1 / 3))  # a: 0.5, b: 64/136 = 0.47, c: none
 
 
 def test_subsets_and_curve_agree_with_direct_computation():
@@ -127,3 +185,11 @@ def test_grouped_indices_and_several_intervals_at_once():
     intervals = bootstrap_intervals(statistic, 3, n_resamples=300, seed=0)
     # A case resample of only b gives 0, of only a/c gives 1: the interval spans the extremes.
     assert intervals["mean"] == (0.0, 1.0) and np.isnan(intervals["never"][0])
+
+
+def test_best_iou_per_image_against_a_brute_force_loop():
+    gt, pred = random_benchmark(np.random.default_rng(8), 60)
+    table = match_table(gt, pred)
+    for position, image_id in enumerate(table.image_ids):
+        pairs = [iou(b, g) for b in pred[image_id][0] for g in gt[image_id]]
+        assert table.best_iou[position] == pytest.approx(max(pairs, default=0.0), abs=1e-12)

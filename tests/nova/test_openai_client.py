@@ -1,8 +1,11 @@
 """The OpenAI-compatible adapter against a local stub server (127.0.0.1, in a thread; no real network)."""
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from stages.nova.boxes import answer_to_pixel_xywh
 from stages.nova.metrics import localisation_metrics
 from stages.nova.models import CaseInput, OpenAICompatibleModel, SliceInput
 from stages.nova.openai_client import (
@@ -25,8 +28,8 @@ def stub():
 
 
 def client_for(stub, tmp_path, **overrides) -> ChatClient:
-    config = dict(base_url=stub.url, model="stub-vl", api_key_env="", temperature=0.1, max_tokens=512, timeout_s=2.0,
-                  max_retries=2, backoff_s=0.01)
+    config = dict(base_url=stub.url, model="stub-vl", api_key_env="", temperature=0.1, max_tokens=512,
+                  token_limit_key="max_tokens", timeout_s=2.0, max_retries=2, backoff_s=0.01)
     config.update(overrides)
     return ChatClient(EndpointConfig(**config), tmp_path / "cache")
 
@@ -144,3 +147,107 @@ def test_llm_judges_through_the_stub(tmp_path):
         server.answer = lambda body: "maybe"
         confused = LLMJudge(client_for(server, tmp_path / "other"))
         assert not confused.match("Lymphoma", "Glioblastoma") and confused.failures == 1
+
+
+# --------------------------------------------------------------------------- issue 17 items 4 and 6
+MESSAGES = [{"role": "user", "content": "Describe the findings"}]
+
+
+def test_the_cache_is_keyed_on_the_endpoint_and_the_generation_settings(tmp_path):
+    with running_stub(answer=lambda body: "from the first server") as first, \
+            running_stub(answer=lambda body: "from the second server") as second:
+        assert client_for(first, tmp_path).complete(MESSAGES) == "from the first server"
+        moved = client_for(second, tmp_path)  # same model name, same cache folder, another server
+        assert moved.complete(MESSAGES) == "from the second server" and moved.stats.cache_hits == 0
+        for change in ({"temperature": 0.7}, {"max_tokens": 64}, {"token_limit_key": "max_completion_tokens"}):
+            other = client_for(first, tmp_path, **change)
+            other.complete(MESSAGES)
+            assert other.stats.cache_hits == 0 and other.stats.requests == 1, change
+        again = client_for(first, tmp_path)
+        assert again.complete(MESSAGES) == "from the first server" and again.stats.cache_hits == 1
+        stored = [p.read_text() for p in (tmp_path / "cache").rglob("*.json")]
+        assert any(first.url in text for text in stored) and any(second.url in text for text in stored)
+
+
+def test_max_tokens_or_max_completion_tokens_come_from_params(stub, tmp_path):
+    client_for(stub, tmp_path, max_tokens=2048).complete(MESSAGES)
+    client_for(stub, tmp_path / "b", max_tokens=1000, token_limit_key="max_completion_tokens").complete(MESSAGES)
+    first, second = (r["body"] for r in stub.requests)
+    assert first["max_tokens"] == 2048 and "max_completion_tokens" not in first
+    assert second["max_completion_tokens"] == 1000 and "max_tokens" not in second
+
+
+def test_a_200_reply_that_is_not_json_is_retried(stub, tmp_path):
+    stub.script = [("raw", ("text/html", b"<html><body>502 Bad Gateway (proxy)</body></html>"))]
+    client = client_for(stub, tmp_path)
+    assert client.complete(MESSAGES) == GOOD_CAPTION
+    assert client.stats.retries == 1 and client.stats.requests == 2
+    stub.script = [("raw", ("text/html", b"<html>proxy</html>"))] * 5
+    with pytest.raises(EndpointError, match=r"not JSON \(starts '<html>proxy</html>'\)"):
+        client_for(stub, tmp_path / "b", max_retries=1).complete(MESSAGES)
+
+
+def test_a_refusal_is_an_empty_answer_with_the_refusal_recorded(stub, tmp_path):
+    refusal = {"choices": [{"message": {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+                            "finish_reason": "stop"}]}
+    stub.script = [("payload", refusal), ("answer", GOOD_CAPTION)]
+    model = OpenAICompatibleModel(client_for(stub, tmp_path), "predicted")
+    item = model.predict_case(one_case(tmp_path)).slices[0]
+    assert item.boxes.shape == (0, 4) and item.caption == GOOD_CAPTION
+    assert item.problems == ["case0001_001 boxes: refused: I can't help with that."]
+    cached = client_for(stub, tmp_path).complete_answer(stub.requests[0]["body"]["messages"])
+    assert cached.text == "" and cached.refusal == "I can't help with that."  # the cache keeps the refusal
+
+
+def test_finish_reason_length_is_recorded_as_truncated(stub, tmp_path):
+    cut = {"choices": [{"message": {"role": "assistant", "content": "Axial FLAIR image shows a hyperintense"},
+                        "finish_reason": "length"}]}
+    stub.script = [("answer", "[]"), ("payload", cut)]
+    item = OpenAICompatibleModel(client_for(stub, tmp_path), "predicted").predict_case(one_case(tmp_path)).slices[0]
+    assert item.caption == "Axial FLAIR image shows a hyperintense"
+    assert item.problems == ["case0001_001 caption: truncated at the token limit (finish_reason length)"]
+
+
+def test_retry_after_is_honoured(stub, tmp_path):
+    stub.script = [("status", (429, {"Retry-After": "0.6"}))]
+    client = client_for(stub, tmp_path, backoff_s=0.01)
+    assert client.complete(MESSAGES) == GOOD_CAPTION
+    assert stub.times[1] - stub.times[0] >= 0.55  # the back-off alone would have waited 0.01 s
+
+
+# --------------------------------------------------------------------------- issue 17 item 7
+QWEN_ANSWER = '```json\n[\n  {"bbox_2d": [48, 60, 144, 120], "label": "hyperintense lesion"}\n]\n```'
+
+
+def test_box_answers_as_real_vlms_write_them():
+    assert parse_boxes(QWEN_ANSWER) == ([[48, 60, 144, 120]], None)
+    assert parse_boxes('{"bbox_2d": [1, 2, 3, 4], "label": "x"}') == ([[1, 2, 3, 4]], None)
+    assert parse_boxes("The box is [10, 20, 30, 40].") == ([[10, 20, 30, 40]], None)  # one flat list
+    assert parse_boxes('{"objects": [{"bbox_2d": [5, 6, 7, 8], "confidence": 0.9}]}') == ([[5, 6, 7, 8]], [0.9])
+
+
+@pytest.mark.parametrize("box_format, answer", [
+    ("yxyx_1000", [250, 100, 500, 300]),   # ymin, xmin, ymax, xmax on 0-1000 of 240 x 480
+    ("xyxy_1000", [100, 250, 300, 500]),   # xmin, ymin, xmax, ymax on 0-1000
+    ("xyxy_px", [48, 60, 144, 120]),       # pixels, Qwen2.5-VL
+    ("xyxy_px", [144, 120, 48, 60]),       # swapped corners still name the box
+])
+def test_each_box_format_gives_the_same_pixel_box(box_format, answer):
+    np.testing.assert_allclose(answer_to_pixel_xywh([answer], 480, 240, box_format), [[48, 60, 96, 60]])
+
+
+def test_xyxy_px_is_clipped_to_the_image():
+    np.testing.assert_allclose(answer_to_pixel_xywh([[-10, 200, 600, 300]], 480, 240, "xyxy_px"), [[0, 200, 480, 40]])
+
+
+def test_a_qwen_style_endpoint_with_box_format_xyxy_px(tmp_path):
+    def qwen(body):
+        text = json.dumps(body["messages"][-1]["content"])
+        return QWEN_ANSWER if "Localise" in text else GOOD_CAPTION
+
+    with running_stub(answer=qwen) as server:
+        model = OpenAICompatibleModel(client_for(server, tmp_path), "predicted", box_format="xyxy_px")
+        item = model.predict_case(one_case(tmp_path)).slices[0]
+        assert "bbox_2d" in json.dumps(server.requests[0]["body"]["messages"])  # the prompt asks for Qwen's form
+    np.testing.assert_allclose(item.boxes, [[48, 60, 96, 60]])
+    assert item.scores is None and not item.problems

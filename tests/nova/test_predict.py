@@ -41,6 +41,8 @@ def test_the_endpoint_model_runs_through_the_stub_and_its_answers_are_cached(pre
         assert len(stub.requests) == metrics["openai_compatible.client.requests"] == 2 * slices + cases
         summary = json.loads((predict_root / "data/nova/predictions/summary.json").read_text())
         assert summary["openai_compatible"] == {"cases": cases, "slices": slices, "problems": 0, "problem_examples": []}
+        recorded = json.loads((predict_root / "data/nova/predictions/openai_compatible.json").read_text())
+        assert (recorded["endpoint"], recorded["endpoint_model"]) == (stub.url, "Qwen/Qwen2.5-VL-72B-Instruct")
         cache = predict_root / "data" / "nova" / "answers" / "predict"  # a persistent output
         assert len(list(cache.rglob("*.json"))) == len(stub.requests)
         first = file_hashes(predict_root / "data" / "nova" / "predictions")
@@ -67,11 +69,58 @@ def test_an_endpoint_that_never_answers_fails_the_stage(predict_root):
      r"nova.predict.openai_compatible: Value error, base_url is empty, but the endpoint is enabled"),
     ({"nova.predict.openai_compatible.base_url": "127.0.0.1:8000/v1"},
      r"nova.predict.openai_compatible.base_url: Value error, must start with http:// or https://"),
-    ({"nova.predict.models": ["normative", "normative"]}, r"nova.predict: Value error, models: \['normative'\] listed more"),
-    ({"nova.predict.models": []}, r"nova.predict: Value error, models: empty and openai_compatible is not enabled"),
+    ({"nova.predict.models": ["normative", "normative"]}, r"nova.predict: Value error, models / endpoints: \['normative'\] named more than once"),
+    ({"nova.predict.models": []}, r"nova.predict: Value error, models: empty, openai_compatible is not enabled and no endpoints are listed"),
     ({"nova.predict.models": ["gpt"]}, r"nova.predict.models.0: Input should be 'normative' or 'random_boxes'"),
     ({"nova.predict.openai_compatible.timeout_s": 0}, r"nova.predict.openai_compatible.timeout_s: Input should be greater than 0"),
 ])
 def test_bad_params_name_the_key(tmp_path, overrides, message):
     with pytest.raises(ParamsError, match=message):
         step_context(predict, tmp_path, overrides)
+
+
+def test_several_named_endpoints_are_scored_side_by_side(tiny_run, tmp_path, monkeypatch):
+    from stages.nova.evaluate import evaluate
+    from stages.nova.report import report
+    from tests.nova.openai_stub import GOOD_CAPTION
+
+    root = tmp_path / "root"
+    for folder in ("interim", "models", "raw"):
+        shutil.copytree(tiny_run.data / folder, root / "data" / "nova" / folder)
+    monkeypatch.setenv("NOVA_SECRET_KEY", "sk-do-not-print-me")
+
+    def qwen(body):
+        text = json.dumps(body["messages"][-1]["content"])
+        return '[{"bbox_2d": [10, 10, 40, 40]}]' if "Localise" in text else GOOD_CAPTION if "Describe" in text else \
+            '{"diagnosis": "Glioblastoma", "differentials": []}'
+
+    with running_stub() as gpt, running_stub(answer=qwen) as served:
+        endpoints = [
+            {"name": "gpt-4o", "base_url": gpt.url, "model": "gpt-4o", "api_key_env": "NOVA_SECRET_KEY", "temperature": 0.1,
+             "max_tokens": 2048, "token_limit_key": "max_completion_tokens", "timeout_s": 5, "max_retries": 1, "backoff_s": 0.01,
+             "diagnosis_findings": "predicted", "box_format": "yxyx_1000"},
+            {"name": "qwen2.5-vl-72b", "base_url": served.url, "model": "Qwen/Qwen2.5-VL-72B-Instruct", "api_key_env": "",
+             "temperature": 0.1, "max_tokens": 2048, "token_limit_key": "max_tokens", "timeout_s": 5, "max_retries": 1,
+             "backoff_s": 0.01, "diagnosis_findings": "predicted", "box_format": "xyxy_px"},
+        ]
+        overrides = {**TINY, "nova.predict.endpoints": endpoints}
+        run_step(predict, root, overrides)
+        assert gpt.requests and served.requests
+        assert gpt.requests[0]["body"]["max_completion_tokens"] == 2048 and "bbox_2d" in json.dumps(served.requests[0]["body"])
+        run_step(evaluate, root, overrides)
+        run_step(report, root, overrides)
+    summary = json.loads((root / "data/nova/predictions/summary.json").read_text())
+    assert set(summary) == {"normative", "random_boxes", "gpt-4o", "qwen2.5-vl-72b"}
+    metrics = json.loads((root / "data/nova/metrics/evaluate.json").read_text())
+    assert metrics["scoreless"] == {"normative": False, "random_boxes": False, "gpt-4o": False, "qwen2.5-vl-72b": True}
+    html = (root / "data/nova/report/index.html").read_text()
+    assert f"gpt-4o at {gpt.url}" in html and f"Qwen/Qwen2.5-VL-72B-Instruct at {served.url}" in html
+    assert "sk-do-not-print-me" not in html and "NOVA_SECRET_KEY" not in html
+
+
+def test_an_endpoint_name_used_twice_is_refused(tmp_path):
+    endpoint = {"name": "normative", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "", "temperature": 0.1,
+                "max_tokens": 16, "token_limit_key": "max_tokens", "timeout_s": 1, "max_retries": 0, "backoff_s": 0,
+                "diagnosis_findings": "predicted", "box_format": "yxyx_1000"}
+    with pytest.raises(ParamsError, match=r"\['normative'\] named more than once"):
+        step_context(predict, tmp_path, {"nova.predict.endpoints": [endpoint]})

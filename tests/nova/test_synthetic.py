@@ -59,10 +59,10 @@ def test_long_tail_and_healthy_slices():
 
 def test_both_layouts_are_written_and_read_back_identically(cases, tmp_path):
     write_benchmark(tmp_path, cases)
-    for name in ("captions.csv", "case_metadata.csv", "bboxes_gold.csv", "nova-v1.parquet"):
+    for name in ("captions.csv", "case_metadata.csv", "bboxes_gold.csv", "data/nova-v1.parquet"):
         assert (tmp_path / name).is_file()
     assert (tmp_path / "images" / cases[0].slices[0].filename).is_file()
-    csv, parquet = read_csv_layout(tmp_path), read_parquet_layout(tmp_path / "nova-v1.parquet")
+    csv, parquet = read_csv_layout(tmp_path), read_parquet_layout(tmp_path / "data" / "nova-v1.parquet")
     assert read_benchmark(tmp_path).layout == "parquet" and read_benchmark(tmp_path, "csv").layout == "csv"
     assert [s.filename for s in csv.slices] == [s.filename for s in parquet.slices]
     assert csv.cases.keys() == parquet.cases.keys()

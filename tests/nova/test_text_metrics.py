@@ -10,6 +10,7 @@ from stages.nova.text_metrics import (
     binary_f1,
     bleu_statistics,
     corpus_bleu_from_statistics,
+    macro_f1,
     meteor,
     rouge_l,
     score_captions,
@@ -86,6 +87,44 @@ def test_normal_detection():
     assert not extractor.is_normal(GOLD[0])
 
 
+NORMAL_CAPTIONS = ["Normal MRI of the brain.", "The brain parenchyma appears normal.", "No evidence of intracranial pathology.",
+                   "Axial FLAIR image without focal abnormality.", "No abnormal signal intensity.", "Unremarkable study."]
+ABNORMAL_CAPTIONS = ["Axial FLAIR shows a hyperintense lesion in the left frontal lobe.",
+                     "The brain parenchyma appears normal apart from a small cyst.",
+                     "Coronal T1 image: a lobulated mass with ring enhancement.",
+                     "No evidence of haemorrhage; a large infiltrative mass with oedema."]
+
+
+def test_normal_phrasings_are_read_as_normal_and_gold_captions_score_one():
+    extractor = LexiconKeywordExtractor()
+    assert [extractor.is_normal(c) for c in NORMAL_CAPTIONS] == [True] * len(NORMAL_CAPTIONS)
+    assert [extractor.is_normal(c) for c in ABNORMAL_CAPTIONS] == [False] * len(ABNORMAL_CAPTIONS)
+    gold = NORMAL_CAPTIONS + ABNORMAL_CAPTIONS
+    fed_back = score_captions(gold, gold)  # the gold label comes from the gold caption itself
+    assert fed_back.gold_abnormal.tolist() == [False] * len(NORMAL_CAPTIONS) + [True] * len(ABNORMAL_CAPTIONS)
+    assert fed_back.summary()["normal_abnormal_f1"] == pytest.approx(1.0)
+
+
+def test_normal_abnormal_is_macro_f1_as_scikit_learn():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(4)
+    gold, predicted = rng.random(60) < 0.8, rng.random(60) < 0.5
+    assert macro_f1(gold, predicted) == pytest.approx(f1_score(gold, predicted, average="macro"))
+    assert macro_f1([True, True], [True, True]) == pytest.approx(f1_score([True, True], [True, True], average="macro"))
+    captions = ["Normal MRI of the brain.", "A hyperintense lesion."]
+    scores = score_captions(["A hyperintense lesion.", "A hyperintense lesion."], captions)
+    assert scores.summary()["normal_abnormal_f1"] == pytest.approx(f1_score([0, 1], [1, 1], average="macro"))
+
+
+def test_an_empty_caption_scores_zero_even_against_a_caption_without_modality_words():
+    gold = ["A hyperintense lesion in the frontal lobe.", "Axial T2 image with a cyst."]
+    scores = score_captions(["", "   "], gold)
+    assert scores.modality_f1.tolist() == [0.0, 0.0] and scores.clinical_f1.tolist() == [0.0, 0.0]
+    both_silent = score_captions(["A lesion in the frontal lobe."], gold[:1])  # a real caption agreeing on "no modality"
+    assert both_silent.modality_f1.tolist() == [1.0]
+
+
 def test_f1s_by_hand_and_against_scikit_learn():
     assert set_f1({"a", "b"}, {"b", "c", "d"}) == pytest.approx(2 * 1 / 5)
     assert set_f1(set(), set()) == 1.0 and set_f1({"a"}, set()) == 0.0
@@ -104,4 +143,4 @@ def test_score_captions_summary():
     assert summary["modality_f1"] == pytest.approx(np.mean([1.0, 1.0, 0.0, 2 * 1 / 5]))
     # predicted abnormal: 0 yes, 1 no (normal), 2 no abnormal term but no normal phrase -> abnormal, 3 yes
     assert scores.predicted_abnormal.tolist() == [True, False, True, True]
-    assert summary["normal_abnormal_f1"] == pytest.approx(1.0)
+    assert summary["normal_abnormal_f1"] == pytest.approx(1.0)  # macro F1 over both classes

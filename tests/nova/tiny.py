@@ -29,7 +29,7 @@ TINY: dict[str, Any] = {
     "nova.report.examples": 2,
 }
 STEPS = (ingest, train_normative, predict, evaluate, report)
-METRICS = ("map30", "map50", "map50_95", "acc50", "tp30", "fp30", "fnr50", "bleu4", "meteor", "rouge_l",
+METRICS = ("map30", "map50", "map50_95", "acc50", "tp30", "fp30", "fnr50", "hit30", "hit50", "mean_best_iou", "bleu4", "meteor", "rouge_l",
            "clinical_f1", "modality_f1", "normal_abnormal_f1", "top1", "top5")
 
 
