@@ -28,6 +28,7 @@ from stages.cmr_recon.classical import (
     zero_filled,
 )
 from stages.cmr_recon.dataset import file_seed, load_manifest, manifest_file, with_time_axis
+from stages.cmr_recon.export import export_setting
 from stages.cmr_recon.io import read_kspace, read_mask
 from stages.cmr_recon.learned import build_inputs, condition_indices, load_model, reconstruct
 from stages.cmr_recon.masks import acs_from_mask, make_mask
@@ -171,7 +172,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
     sense_weights, tuning = tune_sense_weights(tuning_files(manifest, ctx.params.sense_tuning_files), dataset_root,
                                                settings, ctx.params, ctx.common.seed)
     print("SENSE Tikhonov weight per setting, chosen on training files:", sense_weights)
-    rows, examples, timing = [], {}, defaultdict(float)
+    rows, examples, timing, exports = [], {}, defaultdict(float), []
     timing["sense_tuning"] = time.perf_counter() - started
     groups = list(settings.groupby(["subject_key", "modality"], sort=True))
     for (subject_key, modality), file_settings in progress(groups, "evaluating files", len(groups)):
@@ -191,6 +192,7 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
                                                       sense_weights[f"{setting.pattern}{int(setting.acceleration)}"])
             for method, value in seconds.items():
                 timing[method] += value
+            exports.append((modality, subject_key, Path(setting.kus_path).name, len(frames), len(slices), target, images))
             key = (setting.pattern, int(setting.acceleration))
             if key not in examples or modality == "cine_sax":
                 examples[key] = {"target": target[0], "mask": mask[0], "modality": modality, "subject": subject_key,
@@ -236,6 +238,9 @@ def evaluate(ctx: StageContext[EvaluateParams]) -> Metrics:
         for metric in ("psnr", "ssim"):
             for pattern, table in pattern_curves(validation, metric).items():
                 write_table(staging / f"{metric}_{pattern}.csv", table)
+    with atomic_directory(ctx.out("submission")) as staging:
+        for export in exports:
+            export_setting(staging, *export)
     write_json(ctx.out("metrics/evaluate.json"), summary)
     write_claims(ctx, paper_claims(summary))
     ctx.log_artifact(out / "per_cell.csv")

@@ -22,6 +22,9 @@ def check_cmr_recon(data: Path) -> None:
     per_cell = pd.read_csv(data / "evaluation" / "per_cell.csv")
     assert set(per_cell.modality) == {"cine_sax", "T1map", "blackblood"}
     assert (data / "plots" / "psnr_Uniform.csv").exists()
+    submission = data / "submission"  # run4Ranking's img4ranking per method, one file per undersampled file
+    for method in ("ground_truth", "zero_filled", "sense", "learned"):
+        assert len(list((submission / method / "MultiCoil").rglob("*_kus_*.mat"))) == len(undersampled)
     html = (data / "report" / "index.html").read_text()
     assert "data:image/png;base64," in html and "held out" in html and "published" in html.lower()
 
