@@ -1,7 +1,8 @@
 """The same params and code write the same bytes: every step of a study, run twice, agrees file for file.
 
 The first run is tests/test_pipelines.py's `dvc repro` of the study when it ran in this session
-(and needed no extra overrides); otherwise the study runs twice in-process.
+(and needed no extra overrides); otherwise the study's steps run twice. Each run of the steps is a
+fresh interpreter (tests/study_steps.py), as each `dvc repro` stage is.
 
 This is what lets `make run` on a fresh clone leave `dvc.lock` (and `git status`) unchanged. Outputs
 that cannot be byte-stable are listed in README.md ("Reproducibility") with the tolerance their
@@ -9,23 +10,24 @@ metrics keep; none are known today, so the test asks for identical bytes everywh
 """
 from __future__ import annotations
 
-import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from stages.common.pipeline import load_stages
-from tests.helpers import END_TO_END_DIGESTS, REPO, file_digests, repo_params, run_step, with_overrides
+from tests.helpers import END_TO_END_DIGESTS, REPO, file_digests
 from tests.pipeline_rows import STUDIES
 
 
 def run_study(study: str, root: Path, overrides: dict) -> dict[str, str]:
-    document = with_overrides(repo_params(), overrides)
-    for spec in load_stages(REPO, document).values():  # dvc.yaml lists each study's stages in run order
-        if spec.study != study:
-            continue
-        module = importlib.import_module(f"stages.{study}.{spec.step}")
-        run_step(getattr(module, spec.step), root, params=document, item=spec.item)
+    """Every step of ``study`` in a fresh interpreter (as `dvc repro` runs each stage), then the digests."""
+    root.mkdir(parents=True)
+    (root / "overrides.json").write_text(json.dumps(overrides))
+    done = subprocess.run([sys.executable, "-m", "tests.study_steps", study, str(root), str(root / "overrides.json")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, f"{study}: the steps failed:\n{done.stderr[-3000:]}"
     return file_digests(root / "data" / study)
 
 

@@ -41,10 +41,16 @@ def read_pt(path: Path) -> object:
 
 
 def write_pt(path: Path, value: object) -> Path:
+    """``torch.save`` through a buffer: a file target names its zip records after the (temporary,
+    per-process) file name, a buffer after ``archive``, so the bytes are the same in every process."""
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
     with atomic_path(path) as temporary:
-        torch.save(value, temporary)
+        temporary.write_bytes(buffer.getvalue())
     return Path(path)
 
 
