@@ -37,6 +37,7 @@ from flows.remote import (
     worker_repo_root,
 )
 from flows.tracking import close_parent_runs, open_parent_runs
+from stages.common.runtime import keep_local_ray_on_loopback
 from stages.common.tracking import (
     FLOW_RUN_ENV,
     PARENT_RUN_ENV,
@@ -164,6 +165,8 @@ def make_task_runner(ray_address: str | None, worker_env: Mapping[str, str]) -> 
     """prefect-ray task runner: local Ray by default, or join the cluster at `ray_address`."""
     from prefect_ray import RayTaskRunner
 
+    if ray_address is None:
+        keep_local_ray_on_loopback()
     return RayTaskRunner(address=ray_address, init_kwargs=ray_init_kwargs(ray_address, worker_env))
 
 

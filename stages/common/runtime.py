@@ -1,4 +1,4 @@
-"""Seeding, device choice and progress bars."""
+"""Seeding, device choice, progress bars and a local Ray kept on loopback."""
 from __future__ import annotations
 
 import os
@@ -47,6 +47,23 @@ def configure_torch(num_threads: int) -> None:
         _pending_torch_seed = None
     torch.set_num_threads(num_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def keep_local_ray_on_loopback() -> None:
+    """Make the Ray that this process starts next (``ray.init()`` without an address) listen on 127.0.0.1 only.
+
+    Ray turns a node address of 127.0.0.1 into the machine's outward address and binds its GCS,
+    raylet, workers and agents there or on every interface; ``_node_ip_address="127.0.0.1"`` does not
+    stop it. Only its single-machine mode (the constant behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``)
+    keeps every server on loopback. It is set in this process only, so a stage that joins a cluster
+    from a process this one started still reaches it.
+    """
+    import ray
+
+    # prefect_ray imports ray lazily: load the package whole before reaching into it, or a
+    # submodule import leaves it half-initialised.
+    ray.__version__  # noqa: B018
+    ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def choose_device(preference: str = "auto"):

@@ -28,7 +28,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from stages.common.atomic import atomic_directory, write_json
 from stages.common.io import read_table, write_table
 from stages.common.params import StrictModel
-from stages.common.runtime import configure_torch, import_monai, progress
+from stages.common.runtime import configure_torch, import_monai, keep_local_ray_on_loopback, progress
 from stages.common.stage import Metrics, StageContext, run_stage
 from stages.ct_fairness.folds import load_splits
 from stages.ct_fairness.model import NetworkConfig
@@ -197,6 +197,8 @@ def run_jobs(jobs: list[TrainJob], params: TrainParams, device_name: str) -> lis
 
     started_here = not ray.is_initialized()
     if started_here:
+        if params.parallel.address is None:
+            keep_local_ray_on_loopback()
         ray.init(address=params.parallel.address, include_dashboard=False, log_to_driver=False)
     try:
         remote = ray.remote(train_one).options(num_cpus=params.parallel.cpus_per_model, num_gpus=params.parallel.gpus_per_model)

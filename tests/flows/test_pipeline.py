@@ -70,6 +70,26 @@ def _stage_task_runs(flow_run_id: str) -> list[Any]:
         return client.read_task_runs(flow_run_filter=subflows)
 
 
+LOOPBACK_ADDRESSES = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def _sample_listening_sockets(stop: threading.Event, samples: dict[str, set[str]]) -> None:
+    """Every listening socket of this process's descendants (Ray's GCS, raylet, agents and workers), by process name."""
+    import psutil
+
+    me = psutil.Process()
+    while not stop.wait(0.3):
+        for child in me.children(recursive=True):
+            try:
+                name = child.name()
+                sockets = child.net_connections(kind="inet")
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            for sock in sockets:
+                if sock.status == psutil.CONN_LISTEN:
+                    samples.setdefault(name, set()).add(sock.laddr.ip)
+
+
 def _contend_for_lock(repo: Path, api_url: str, result: dict[str, Any]) -> None:
     """Start a second flow run (the CLI) once the first holds the flow lock."""
     owner = repo / ".dvc" / "tmp" / "medrepro-flow.owner.json"
@@ -101,9 +121,15 @@ def two_runs(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> d
         contender: dict[str, Any] = {}
         thread = threading.Thread(target=_contend_for_lock, args=(repo, prefect_server, contender))
         thread.start()
+        listening: dict[str, set[str]] = {}
+        stop_sampling = threading.Event()
+        sampler = threading.Thread(target=_sample_listening_sockets, args=(stop_sampling, listening), daemon=True)
+        sampler.start()
         started = time.monotonic()
         first = pipeline(str(repo), return_state=True)
         first_seconds = time.monotonic() - started
+        stop_sampling.set()
+        sampler.join()
         thread.join()
         counts_after_first = {stage: run_count(repo, stage) for stage in ALL_STAGES}
         lock_after_first = load_lock(repo)
@@ -120,6 +146,7 @@ def two_runs(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> d
         "lock_after_first": lock_after_first,
         "status_clean_after_first": status_clean_after_first,
         "contender": contender,
+        "listening": listening,
     }
 
 
@@ -131,6 +158,13 @@ def test_flow_runs_every_stage_once_and_leaves_dvc_status_clean(two_runs: dict[s
     assert two_runs["counts_after_first"] == dict.fromkeys(ALL_STAGES, 1)
     assert two_runs["status_clean_after_first"]
     assert (two_runs["repo"] / "out" / "join.txt").read_text() == "join(a2(a1()),b2(b1(prep(),b=1)))\n"
+
+
+def test_local_ray_listens_on_loopback_only(two_runs: dict[str, Any]) -> None:
+    listening = two_runs["listening"]
+    assert {"gcs_server", "raylet"} <= set(listening), f"Ray's servers were not seen listening: {sorted(listening)}"
+    exposed = {name: sorted(ips - LOOPBACK_ADDRESSES) for name, ips in listening.items() if ips - LOOPBACK_ADDRESSES}
+    assert not exposed, f"listening beyond loopback during the flow: {exposed}"
 
 
 def test_lock_equals_the_one_plain_dvc_repro_writes(two_runs: dict[str, Any]) -> None:
